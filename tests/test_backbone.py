@@ -1,0 +1,51 @@
+"""The demo backbone: a real open_clip model that learned the world, saved and loaded as open_clip does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from retrieval.backbone import DEMO_MODEL, BackboneSpec, BackboneUnavailable, load_backbone
+from training.world import Combo, caption
+
+
+def test_backbone_reads_heldout_captions(small_backbone):
+    spec, metrics = small_backbone
+    recall = metrics["heldout_text_to_image"]
+    assert recall["queries"] > 20
+    assert recall["R@10"] >= 60.0, recall
+    folder = Path(spec.model.removeprefix("local-dir:"))
+    config = json.loads((folder / "open_clip_config.json").read_text())
+    assert config["circhat"]["base_model"] == DEMO_MODEL
+    assert (folder / "open_clip_model.safetensors").stat().st_size > 1_000_000
+
+
+def test_saved_backbone_loads_through_open_clip_local_dir(small_world, small_backbone):
+    spec, _ = small_backbone
+    a = load_backbone(spec, "cpu")
+    b = load_backbone(spec, "cpu")
+    assert a.identity == b.identity and "sha256:" in a.identity
+    texts = [caption(Combo.from_key(small_world.items[0].combo.key)), "a photo of a red dress"]
+    assert torch.equal(a.encode_text(texts), b.encode_text(texts))
+    assert torch.allclose(a.encode_text(texts).norm(dim=-1), torch.ones(2), atol=1e-5)
+
+
+def test_patch_tokens_come_with_the_pooled_embedding(small_world, small_backbone):
+    from PIL import Image
+
+    backbone = load_backbone(small_backbone[0], "cpu")
+    images = [Image.open(small_world.image_path(it)) for it in small_world.items[:3]]
+    pooled, patches = backbone.encode_images_with_patches(backbone.image_tensor(images))
+    assert pooled.shape == (3, backbone.embed_dim)
+    assert patches.ndim == 3 and patches.shape[0] == 3 and patches.shape[1] >= 4
+    assert torch.allclose(pooled, backbone.encode_images(images), atol=1e-4)
+
+
+def test_missing_pretrained_weights_fail_clearly():
+    with pytest.raises(BackboneUnavailable, match="--pretrained"):
+        load_backbone(BackboneSpec("ViT-B-32", "laion2b_s34b_b79k"), "cpu")
+    with pytest.raises(BackboneUnavailable, match="cannot load backbone"):
+        load_backbone(BackboneSpec("ViT-B-32", "/nonexistent/weights.safetensors"), "cpu")

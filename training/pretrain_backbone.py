@@ -1,0 +1,187 @@
+"""Trains the tiny demo CLIP from scratch on the world's images and captions.
+
+The real product uses a pretrained open_clip model; this one exists so that the
+demo and the tests have a backbone without a model hub. Training is budgeted in
+image-caption pairs seen, not minutes, so a slow machine gives the same model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from retrieval.backbone import DEMO_MODEL, Backbone, BackboneSpec, load_backbone, save_backbone
+from training.world import ATTRIBUTES, VALUES, Combo, World, caption
+
+ATTRIBUTE_WORD_ORDER = ("colour", "pattern", "length", "sleeve", "neckline", "category")
+
+
+@dataclass(frozen=True)
+class BackboneTrainConfig:
+    """How the demo backbone is trained; its hash names the checkpoint."""
+
+    model: str = DEMO_MODEL
+    pairs: int = 100_000
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.1
+    warmup_share: float = 0.05
+    full_caption_share: float = 0.5
+    seed: int = 0
+    bf16: bool = True
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def backbone_dir(world: World, config: BackboneTrainConfig) -> Path:
+    return world.root / f"backbone-{config.digest()}"
+
+
+def combo_codes(combos: list[Combo]) -> torch.Tensor:
+    """Attribute values as integers, one column per attribute ("none" is its own value)."""
+    index = {a: {v: i + 1 for i, v in enumerate(VALUES[a])} for a in ATTRIBUTES}
+    return torch.tensor([[index[a].get(c.get(a), 0) for a in ATTRIBUTES] for c in combos])
+
+
+def partial_caption(combo: Combo, rng: np.random.Generator, full_share: float) -> tuple[str, list[bool]]:
+    """A caption naming all or a random subset of the combo's attributes, and which it names."""
+    applicable = set(combo.applicable())
+    if rng.random() < full_share:
+        named = applicable
+    else:
+        named = {a for a in applicable if rng.random() < 0.5}
+        if rng.random() < 0.8:
+            named.add("category")
+        if not named:
+            named = {"colour"}
+    words = []
+    for a in ATTRIBUTE_WORD_ORDER:
+        value = combo.get(a)
+        if a in named and not (a == "pattern" and value == "solid" and len(named) > 1):
+            words.append(value)
+    if "category" not in named:
+        words.append("garment")
+    article = "an" if words[0][0] in "aeiou" else "a"
+    return f"a photo of {article} " + " ".join(words), [a in named for a in ATTRIBUTES]
+
+
+def load_pixels(world: World, items: list, preprocess, progress: bool = True) -> torch.Tensor:
+    """Preprocessed pixel tensors for ``items``, loaded once."""
+    return torch.stack([
+        preprocess(Image.open(world.image_path(it)).convert("RGB"))
+        for it in tqdm(items, desc="loading images", unit="img", disable=not progress, leave=False)
+    ])
+
+
+def multi_positive_clip_loss(image: torch.Tensor, text: torch.Tensor, positives: torch.Tensor,
+                             logit_scale: torch.Tensor) -> torch.Tensor:
+    """CLIP loss where every image matching a (partial) caption counts as its positive."""
+    logits = logit_scale.exp() * text @ image.T
+    targets = positives.float()
+    t2i = -(targets / targets.sum(1, keepdim=True) * F.log_softmax(logits, 1)).sum(1).mean()
+    i2t = -(targets.T / targets.T.sum(1, keepdim=True) * F.log_softmax(logits.T, 1)).sum(1).mean()
+    return (t2i + i2t) / 2
+
+
+@torch.no_grad()
+def text_to_image_recall(backbone: Backbone, world: World, pixels: torch.Tensor, split: str = "heldout",
+                         ks: tuple[int, ...] = (1, 10)) -> dict[str, float]:
+    """Recall@K of each split combo's caption against the whole catalog (any image of that combo counts)."""
+    gallery = torch.cat([backbone.encode_images_with_patches(pixels[i:i + 1024])[0]
+                         for i in range(0, len(pixels), 1024)])
+    keys = np.array([it.combo.key for it in world.items])
+    queries = sorted({it.combo.key for it in world.items if it.split == split})
+    text = backbone.encode_text([caption(Combo.from_key(k)) for k in queries])
+    top = (text @ gallery.T).topk(max(ks), dim=1).indices.cpu().numpy()
+    hits = keys[top] == np.array(queries)[:, None]
+    return {f"R@{k}": float(hits[:, :k].any(1).mean() * 100) for k in ks} | {"queries": len(queries)}
+
+
+def train_backbone(world: World, config: BackboneTrainConfig = BackboneTrainConfig(),
+                   out_dir: Path | None = None, progress: bool = True) -> tuple[BackboneSpec, dict]:
+    """Train the demo CLIP on the world's training split and save it as an open_clip local-dir."""
+    out_dir = Path(out_dir or backbone_dir(world, config))
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, preprocess, _ = open_clip.create_model_and_transforms(config.model, device=device)
+    tokenizer = open_clip.get_tokenizer(config.model)
+    all_pixels = load_pixels(world, world.items, preprocess, progress)
+    train_rows = torch.tensor([i for i, it in enumerate(world.items) if it.split == "train"])
+    pixels = all_pixels[train_rows]
+    train_items = [world.items[i] for i in train_rows.tolist()]
+    combos = [it.combo for it in train_items]
+    codes = combo_codes(combos)
+
+    steps = math.ceil(config.pairs / config.batch_size)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": rest, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.98))
+    warmup = max(1, int(steps * config.warmup_share))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
+        1 + math.cos(math.pi * min(1.0, s / steps))))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
+
+    model.train()
+    start = time.perf_counter()
+    bar = tqdm(range(steps), desc="training backbone", unit="step", disable=not progress)
+    for _ in bar:
+        idx = torch.from_numpy(rng.choice(len(train_items), size=config.batch_size, replace=False))
+        sampled = [partial_caption(combos[i], rng, config.full_caption_share) for i in idx.tolist()]
+        texts, named = [t for t, _ in sampled], [n for _, n in sampled]
+        named = torch.tensor(named)
+        batch_codes = codes[idx]
+        positives = ((batch_codes[:, None, :] == batch_codes[None, :, :]) | ~named[:, None, :]).all(-1)
+        with autocast:
+            image = F.normalize(model.encode_image(pixels[idx].to(device)).float(), dim=-1)
+            text = F.normalize(model.encode_text(tokenizer(texts).to(device)).float(), dim=-1)
+        loss = multi_positive_clip_loss(image, text, positives.to(device), model.logit_scale)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    train_seconds = time.perf_counter() - start
+
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    spec = save_backbone(model.eval(), config.model, partial, extra={"train_config": asdict(config)})
+    backbone = load_backbone(spec, device)
+    metrics = {
+        "heldout_text_to_image": text_to_image_recall(backbone, world, all_pixels, "heldout"),
+        "train_text_to_image": text_to_image_recall(backbone, world, all_pixels, "train"),
+        "train_seconds": round(train_seconds, 1),
+        "pairs": steps * config.batch_size,
+        "device": device.type,
+        "threads": torch.get_num_threads(),
+        "config": asdict(config),
+    }
+    (partial / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    partial.replace(out_dir)
+    return BackboneSpec.local_dir(out_dir), metrics
+
+
+def ensure_backbone(world: World, config: BackboneTrainConfig = BackboneTrainConfig(),
+                    progress: bool = True) -> tuple[BackboneSpec, dict]:
+    """The world's trained demo backbone, training it first if it is not cached."""
+    folder = backbone_dir(world, config)
+    if (folder / "metrics.json").exists():
+        return BackboneSpec.local_dir(folder), json.loads((folder / "metrics.json").read_text())
+    return train_backbone(world, config, folder, progress)
