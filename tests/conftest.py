@@ -31,3 +31,29 @@ def small_backbone(small_world):
     from training.pretrain_backbone import BackboneTrainConfig, ensure_backbone
 
     return ensure_backbone(small_world, BackboneTrainConfig(pairs=SMALL_BACKBONE_PAIRS, seed=3), progress=False)
+
+
+@pytest.fixture(scope="session")
+def small_features(small_world, small_backbone):
+    from retrieval.backbone import load_backbone
+    from training.features import world_features
+
+    return world_features(small_world, load_backbone(small_backbone[0], "cpu"), progress=False)
+
+
+@pytest.fixture(scope="session")
+def trained_composer(small_world, small_backbone, small_features):
+    """A two-stage QueryEncoder trained briefly on the small world, plus its stage-1-only twin."""
+    from retrieval.backbone import load_backbone
+    from retrieval.query_encoder import QueryEncoder
+    from training.stage1 import Stage1Config, train_stage1
+    from training.stage2 import Stage2Config, train_stage2
+    from training.triplets import make_triplets
+
+    rows = small_features.rows("train")
+    backbone = load_backbone(small_backbone[0], "cpu")
+    mapper, _ = train_stage1(backbone, small_features, rows, Stage1Config(steps=250), progress=False)
+    triplets = make_triplets(small_world, 800, seed=1, target_split="train", reference_splits=("train",))
+    tuned, _ = train_stage2(load_backbone(small_backbone[0], "cpu"), mapper, small_features, triplets, rows,
+                            Stage2Config(steps=200), progress=False)
+    return tuned, QueryEncoder(backbone, mapper)

@@ -100,7 +100,7 @@ def index_by_combo(world: World, splits: tuple[str, ...]) -> dict[str, list[int]
     return by_combo
 
 
-def make_triplets(world: World, n: int, seed: int, n_edits: tuple[int, ...] = (1, 2),
+def make_triplets(world: World, n: int, seed: int, n_edits: tuple[int, ...] = (1, 2, 3),
                   target_split: str = "train", reference_splits: tuple[str, ...] = ("train",),
                   held_out_phrasing: bool = False, noise: float = 0.0) -> list[Triplet]:
     """``n`` triplets whose targets come from ``target_split``; deterministic from ``seed``.

@@ -31,29 +31,37 @@ def _say(message: str) -> None:
     typer.secho(message, fg=typer.colors.CYAN, err=True)
 
 
-def prepare_demo(data_dir: Path | None, seed: int, n_images: int, pairs: int):
-    """Build (or reuse) the demo world and its backbone, reporting what was done."""
+def prepare_demo(data_dir: Path | None, seed: int, n_images: int, pairs: int, composer: bool = False):
+    """Build (or reuse) the demo world, its backbone and (optionally) the two-stage composer."""
+    from training.pipeline import ComposerConfig, ensure_demo_composer
     from training.pretrain_backbone import BackboneTrainConfig, ensure_backbone
     from training.world import WorldConfig, build_world, world_dir
 
+    steps = 3 if composer else 2
     config = WorldConfig(seed=seed, n_images=n_images)
     cached = (world_dir(config, data_dir) / "world.json").exists()
-    _say(f"[1/2] demo world ({n_images} images, seed {seed}): {'cached' if cached else 'rendering'}")
+    _say(f"[1/{steps}] demo world ({n_images} images, seed {seed}): {'cached' if cached else 'rendering'}")
     start = time.perf_counter()
     world = build_world(config, data_dir)
     _say(f"      {world.root} ({time.perf_counter() - start:.1f}s)")
-    _say(f"[2/2] demo backbone ({pairs} pairs)")
+    _say(f"[2/{steps}] demo backbone ({pairs} pairs)")
     start = time.perf_counter()
     spec, metrics = ensure_backbone(world, BackboneTrainConfig(pairs=pairs, seed=seed))
     _say(f"      {spec.describe()} ({time.perf_counter() - start:.1f}s)")
-    return world, spec, metrics
+    folder = None
+    if composer:
+        _say(f"[3/{steps}] two-stage composer (stage 1 mapper + stage 2 adapters)")
+        start = time.perf_counter()
+        folder = ensure_demo_composer(world, spec, ComposerConfig(seed=seed))
+        _say(f"      {folder} ({time.perf_counter() - start:.1f}s)")
+    return world, spec, metrics, folder
 
 
 @world_app.command("build")
 def world_build(data_dir: DataDir = None, seed: Seed = 0, n_images: NImages = 10_000,
                 pairs: Pairs = 100_000) -> None:
     """Render the demo catalog and train its backbone (cached; a rerun reuses both)."""
-    world, spec, metrics = prepare_demo(data_dir, seed, n_images, pairs)
+    world, spec, metrics, _ = prepare_demo(data_dir, seed, n_images, pairs)
     summary = json.loads((world.root / "world.json").read_text())
     typer.echo(json.dumps({
         "world": str(world.root), "items": summary["n_items"], "combinations": summary["n_combos"],
@@ -93,10 +101,28 @@ def backbone_check(
 
 
 @app.command()
+def bench(
+    out: Annotated[Path, typer.Option(help="Markdown report to write.")] = Path("BENCHMARKS.md"),
+    json_dir: Annotated[Path, typer.Option(help="Folder for the JSON and plots.")] = Path("docs/benchmarks"),
+    data_dir: DataDir = None, seed: Seed = 0,
+    quick: Annotated[bool, typer.Option(help="Fewer queries and curve points (a smoke run).")] = False,
+) -> None:
+    """Train every method, baseline and ablation on the demo world and write BENCHMARKS.md."""
+    from training.benchmark import BenchConfig, run_benchmark
+    from training.report import write_report
+
+    config = BenchConfig(seed=seed, quick=quick, eval_queries=200 if quick else 500, sessions=100 if quick else 300)
+    results = run_benchmark(config, json_dir, data_dir)
+    command = "./run.sh bench" + (f" --seed {seed}" if seed else "") + (" --quick" if quick else "")
+    write_report(results, json_dir, out, command)
+    typer.echo(f"wrote {out} and {json_dir}/cir.json")
+
+
+@app.command()
 def demo(data_dir: DataDir = None, seed: Seed = 0, n_images: NImages = 10_000, pairs: Pairs = 100_000) -> None:
     """The main job: build whatever the demo is missing, then start the assistant on it."""
     start = time.perf_counter()
-    world, _spec, metrics = prepare_demo(data_dir, seed, n_images, pairs)
+    world, _spec, metrics, _composer = prepare_demo(data_dir, seed, n_images, pairs, composer=True)
     recall = metrics["heldout_text_to_image"]
     typer.echo(f"demo world ready in {time.perf_counter() - start:.0f}s: {len(world.items)} images at "
                f"{world.root}; backbone held-out text->image R@1 {recall['R@1']:.1f} R@10 {recall['R@10']:.1f}")
@@ -104,6 +130,15 @@ def demo(data_dir: DataDir = None, seed: Seed = 0, n_images: NImages = 10_000, p
 
 def main() -> None:
     app()
+
+
+def _register_subcommands() -> None:
+    from ui.store_commands import register as register_store
+
+    register_store(app)
+
+
+_register_subcommands()
 
 
 if __name__ == "__main__":

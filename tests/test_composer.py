@@ -1,0 +1,92 @@
+"""Two-stage composed retrieval: injection, adapters, checkpoints, and that it actually composes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from retrieval.adapters import AdapterConfig, add_text_adapters
+from retrieval.backbone import DEMO_MODEL, BackboneSpec, load_backbone
+from retrieval.pseudo_token import PLACEHOLDER, encode_text_with_pseudo_tokens, placeholder_token_id
+from retrieval.query_encoder import ModelMismatch, QueryEncoder, compose_text
+from training import evaluate as ev
+from training.triplets import make_triplets
+
+
+@pytest.fixture()
+def fresh_backbone(small_backbone):
+    return load_backbone(small_backbone[0], "cpu")
+
+
+def test_injecting_the_placeholders_own_embedding_reproduces_encode_text(fresh_backbone):
+    model, tok = fresh_backbone.model, fresh_backbone.tokenizer
+    placeholder = placeholder_token_id(tok)
+    tokens = tok([f"a photo of {PLACEHOLDER} , make it blue", f"{PLACEHOLDER} with stripes", "no placeholder"])
+    own = model.token_embedding.weight[placeholder].expand(3, -1)
+    with torch.no_grad():
+        injected = encode_text_with_pseudo_tokens(model, tokens, own, placeholder)
+        assert torch.equal(injected, model.encode_text(tokens))
+        other = encode_text_with_pseudo_tokens(model, tokens, torch.randn_like(own), placeholder)
+    assert not torch.allclose(other[0], injected[0])
+    assert torch.equal(other[2], injected[2])
+
+
+def test_adapters_change_the_text_embedding_and_leave_the_vision_tower_alone(fresh_backbone):
+    model = fresh_backbone.model
+    tokens = fresh_backbone.tokenize(["a photo of a red dress"])
+    image = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        text_before, image_before = model.encode_text(tokens), model.encode_image(image)
+    params = add_text_adapters(model, AdapterConfig(rank=4))
+    assert not any("lora_" in name for name, _ in model.visual.named_parameters())
+    with torch.no_grad():
+        assert torch.equal(model.encode_text(tokens), text_before)
+        for p in params:
+            p.add_(0.05 * torch.randn_like(p))
+        assert not torch.allclose(model.encode_text(tokens), text_before, atol=1e-4)
+        assert torch.equal(model.encode_image(image), image_before)
+
+
+def test_adapter_targets_that_match_nothing_are_refused(fresh_backbone):
+    with pytest.raises(ValueError, match="matched no module"):
+        add_text_adapters(fresh_backbone.model, AdapterConfig(targets=r"visual\..*"))
+
+
+def test_compose_text_keeps_order_and_marks_the_reference():
+    composed = compose_text(["Make it blue.", " ", "shorter sleeves"], True)
+    assert composed == "a photo of * , make it blue , shorter sleeves"
+    assert compose_text(["a red striped dress"], False) == "a photo of a red striped dress"
+
+
+def test_checkpoint_round_trip_and_backbone_mismatch(tmp_path, trained_composer, small_backbone, small_features):
+    tuned, _ = trained_composer
+    tuned.save(tmp_path / "ckpt")
+    loaded = QueryEncoder.load(tmp_path / "ckpt", load_backbone(small_backbone[0], "cpu"))
+    refs = np.arange(4)
+    instructions = [["make it blue"], ["add stripes", "long sleeves"], ["make it plain"], ["in navy"]]
+    a = tuned.encode(small_features.pooled[refs], small_features.patches[refs], instructions)
+    b = loaded.encode(small_features.pooled[refs], small_features.patches[refs], instructions)
+    assert torch.allclose(a, b, atol=1e-5)
+    other = load_backbone(BackboneSpec(DEMO_MODEL), "cpu")
+    with pytest.raises(ModelMismatch, match="retrain"):
+        QueryEncoder.load(tmp_path / "ckpt", other)
+
+
+def test_long_instruction_lists_keep_the_newest(trained_composer):
+    tuned, _ = trained_composer
+    text = tuned.fit_text([f"make it blue number {i}" for i in range(20)] + ["with polka dots"], True)
+    assert text.startswith("a photo of *") and text.endswith("with polka dots")
+
+
+def test_two_stage_beats_single_modality_baselines_on_heldout_combinations(small_world, small_features,
+                                                                            trained_composer):
+    tuned, plain = trained_composer
+    queries = make_triplets(small_world, 300, seed=77, n_edits=(1, 2), target_split="heldout",
+                            reference_splits=("train", "heldout"))
+    two_stage = ev.evaluate(ev.composed(small_features, tuned), queries, small_features)
+    image = ev.evaluate(ev.image_only(small_features), queries, small_features)
+    text = ev.evaluate(ev.text_only(plain), queries, small_features)
+    assert two_stage["R@10"] > image["R@10"] + 10, (two_stage, image)
+    assert two_stage["R@10"] > text["R@10"] + 10, (two_stage, text)
+    assert two_stage["R@1"] > max(image["R@1"], text["R@1"]), (two_stage, image, text)

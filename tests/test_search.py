@@ -1,0 +1,150 @@
+"""Search over a real ingested catalog: text-only, composed from a catalog id or an image file, filters,
+the no-composer fallback, the langchain retriever and ``circhat search``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from retrieval.backbone import DEMO_MODEL, BackboneSpec, load_backbone, save_backbone
+from retrieval.image_io import ImageRejected
+from retrieval.ingest import ingest
+from retrieval.langchain_retriever import CatalogRetriever
+from retrieval.mapper import Mapper, MapperConfig
+from retrieval.query_encoder import ModelMismatch, QueryEncoder
+from retrieval.search import ReferenceNotFound, search_catalog
+from retrieval.store import CatalogStore
+from training.world import WorldConfig, build_world
+from ui.store_commands import app
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return build_world(WorldConfig(seed=11, n_images=200), tmp_path_factory.getbasetemp() / "store-data",
+                       workers=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory):
+    folder = tmp_path_factory.getbasetemp() / "store-backbone"
+    if not (folder / "open_clip_config.json").exists():
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            save_backbone(load_backbone(BackboneSpec(DEMO_MODEL), "cpu").model, DEMO_MODEL, folder)
+    return load_backbone(BackboneSpec.local_dir(folder), "cpu")
+
+
+@pytest.fixture(scope="module")
+def catalog(world, backbone, tmp_path_factory):
+    """(db, folder) of an ingested copy of the world, which tests may alter."""
+    folder = tmp_path_factory.mktemp("shop")
+    shutil.copytree(world.root / "images", folder / "images")
+    shutil.copy(world.catalog_csv, folder / "catalog.csv")
+    db = folder / "db"
+    ingest(folder, backbone, db, metadata_csv=folder / "catalog.csv", progress=False)
+    return db, folder
+
+
+@pytest.fixture(scope="module")
+def store(catalog, backbone):
+    return CatalogStore.open(catalog[0], "catalog", backbone.identity)
+
+
+@pytest.fixture(scope="module")
+def composer(backbone):
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        mapper = Mapper(MapperConfig(embed_dim=backbone.embed_dim, patch_dim=512, token_dim=backbone.token_dim))
+    return QueryEncoder(backbone, mapper)
+
+
+def test_text_only_search_filters_and_ranks(store, backbone):
+    result = search_catalog(store, QueryEncoder(backbone, None), None, ["a red dress"], where="category = 'dress'",
+                            k=5)
+    assert result.mode == "text" and result.query == "a photo of a red dress"
+    assert len(result.hits) == 5 and all(h.metadata["category"] == "dress" for h in result.hits)
+    assert [h.score for h in result.hits] == sorted((h.score for h in result.hits), reverse=True)
+    with pytest.raises(ValueError, match="nothing to search for"):
+        search_catalog(store, QueryEncoder(backbone, None), None, [" "])
+
+
+def test_catalog_reference_uses_stored_features_not_the_image(store, composer, catalog):
+    _, folder = catalog
+    image = folder / "images" / "000005.png"
+    by_path = search_catalog(store, composer, str(image), ["make it blue", "with stripes"], k=8,
+                             exclude=["5"])
+    moved = image.rename(image.with_suffix(".moved"))
+    try:
+        by_id = search_catalog(store, composer, "5", ["make it blue", "with stripes"], k=8)
+    finally:
+        moved.rename(image)
+    assert by_id.mode == "composed" and by_id.query == "a photo of * , make it blue , with stripes"
+    assert [h.id for h in by_id.hits] == [h.id for h in by_path.hits]
+    np.testing.assert_allclose([h.score for h in by_id.hits], [h.score for h in by_path.hits], atol=1e-4)
+    assert "5" not in {h.id for h in by_id.hits}
+
+
+def test_image_only_reference_finds_itself_unless_excluded(store, backbone):
+    encoder = QueryEncoder(backbone, None)
+    kept = search_catalog(store, encoder, "17", [], k=3, exclude_reference=False)
+    assert kept.mode == "image" and kept.hits[0].id == "17" and kept.hits[0].score == pytest.approx(1, abs=1e-3)
+    assert "17" not in {h.id for h in search_catalog(store, encoder, "17", [], k=3).hits}
+
+
+def test_reference_without_composer_falls_back_to_sum_and_says_so(store, backbone):
+    result = search_catalog(store, QueryEncoder(backbone, None), "3", ["make it blue"], where="price < 50", k=4)
+    assert result.mode == "image+text sum" and "--composer" in result.note
+    assert all(h.metadata["price"] < 50 for h in result.hits)
+
+
+def test_bad_references_are_refused(store, backbone, tmp_path):
+    encoder = QueryEncoder(backbone, None)
+    fake = tmp_path / "photo.png"
+    fake.write_text("not an image")
+    with pytest.raises(ImageRejected, match="not a supported image format"):
+        search_catalog(store, encoder, str(fake), ["blue"])
+    with pytest.raises(ReferenceNotFound):
+        search_catalog(store, encoder, "no-such-item", ["blue"])
+    with pytest.raises(ModelMismatch, match="--reembed"):
+        search_catalog(store, QueryEncoder(load_backbone(BackboneSpec(DEMO_MODEL), "cpu"), None), None, ["blue"])
+
+
+def test_langchain_retriever_returns_the_same_ranking(store, composer):
+    retriever = CatalogRetriever(store=store, encoder=composer, reference="5", earlier_instructions=["make it blue"],
+                                 where="price < 60", k=4)
+    documents = retriever.invoke("with stripes")
+    expected = search_catalog(store, composer, "5", ["make it blue", "with stripes"], where="price < 60", k=4)
+    assert [d.metadata["id"] for d in documents] == [h.id for h in expected.hits]
+    first = documents[0]
+    assert first.id == first.metadata["id"] and first.metadata["path"].endswith(".png")
+    assert first.metadata["score"] == pytest.approx(expected.hits[0].score)
+    assert first.page_content == first.metadata["caption"] and first.metadata["price"] < 60
+
+
+def test_cli_search_prints_json_and_rejects_bad_filters(catalog):
+    db, _ = catalog
+    runner = CliRunner()
+    out = runner.invoke(app, ["search", "--say", "blue", "--say", "striped", "--where", "price < 40", "--k", "3",
+                              "--json", "--db", str(db)])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert result["query"] == "a photo of blue , striped" and len(result["hits"]) == 3
+    assert all(hit["metadata"]["price"] < 40 for hit in result["hits"])
+    bad = runner.invoke(app, ["search", "--say", "blue", "--where", "colr = 'x'", "--db", str(db)])
+    assert bad.exit_code == 2 and "colr" in bad.output
+
+
+def test_scale_benchmark_runs_on_a_small_catalog(world, backbone, tmp_path):
+    from training.bench_store import BenchConfig, bench_store, markdown
+
+    results = bench_store(world, backbone, BenchConfig(sizes=(1_500,), queries=20), tmp_path, progress=False)
+    assert results["ingest"]["images"] == len(world.items) and results["ingest"]["images_per_second"] > 0
+    size = results["sizes"][0]
+    assert size["items"] == 1_500 and size["recall@10"] >= 0.95 and size["filtered"]["recall@10"] >= 0.95
+    assert size["exact"]["p95_ms"] >= size["exact"]["p50_ms"] > 0 and size["disk_mb"] > 0
+    assert "| 1,500 |" in markdown(results) and "Partial run" in markdown(results)

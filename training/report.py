@@ -1,0 +1,114 @@
+"""Renders a benchmark's JSON into BENCHMARKS.md tables and matplotlib plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+KS = (1, 5, 10, 50)
+
+
+def _recall_table(rows: dict[str, dict], set_name: str, image: bool = False) -> list[str]:
+    suffix = " (image)" if image else ""
+    lines = [f"| method | {' | '.join(f'R@{k}' for k in KS)} |", "|---|" + "---|" * len(KS)]
+    for method, sets in rows.items():
+        values = " | ".join(f"{sets[set_name][f'R@{k}{suffix}']:.1f}" for k in KS)
+        lines.append(f"| {method} | {values} |")
+    return lines
+
+
+def _plot_data_efficiency(curve: dict, path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for ax, metric in zip(axes, ("R@1", "R@10"), strict=True):
+        for kind, style in (("clean", "-o"), ("noisy", "--s")):
+            points = sorted((int(n), v) for n, v in curve[kind].items())
+            for set_name in next(iter(curve[kind].values())):
+                xs = [max(n, 50) for n, _ in points]
+                ax.plot(xs, [v[set_name][metric] for _, v in points], style, label=f"{set_name}, {kind}")
+        ax.set_xscale("log")
+        ax.set_xlabel("stage-2 triplets (0 plotted at 50)")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("recall (%)")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_multi_turn(multi: dict, path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for ax, metric in zip(axes, ("success@1", "success@10"), strict=True):
+        for name, result in multi.items():
+            ax.plot(range(1, len(result[metric]) + 1), result[metric], "-o", label=name)
+        ax.set_xlabel("turn")
+        ax.set_title(metric)
+        ax.set_xticks(range(1, len(next(iter(multi.values()))[metric]) + 1))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("sessions with the target shown (%)")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(results: dict, out_dir: Path, markdown: Path, command: str) -> None:
+    """BENCHMARKS.md with every table, plus the plots it links."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _plot_data_efficiency(results["data_efficiency"], out_dir / "data_efficiency.png")
+    _plot_multi_turn(results["multi_turn"], out_dir / "multi_turn.png")
+    config = results["config"]
+    bb = results["backbone"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Composed image retrieval on the offline demo world (`training/world.py`). These numbers compare "
+        "methods on the same synthetic catalog; they are **not** estimates of accuracy on real product photos.",
+        "",
+        f"Reproduce: `{command}` (seed {config['seed']}; JSON: `docs/benchmarks/cir.json`). "
+        f"Machine: {results['machine']['platform']}, {results['machine']['cpus']} threads, "
+        f"{results['machine']['device']}.",
+        "",
+        f"Catalog: {config['n_images']} images; backbone `circhat-tiny-rn` trained on {bb['pairs']} pairs "
+        f"(held-out text→image R@1 {bb['heldout_text_to_image']['R@1']:.1f}, "
+        f"R@10 {bb['heldout_text_to_image']['R@10']:.1f}). Correct = any catalog image with the target's "
+        "attribute combination, the reference excluded; *(image)* tables count only the one designated target "
+        f"image. Two-stage = stage 1 (patch injection + soft alignment) + stage 2 on "
+        f"{config['main_triplets']} clean synthetic triplets. {config['eval_queries']} queries per set.",
+        "",
+        "## Methods",
+    ]
+    methods = results["methods"]
+    for set_name in next(iter(methods.values())):
+        lines += ["", f"### {set_name}", "", *_recall_table(methods, set_name)]
+    lines += ["", "### Designated target image (FashionIQ/CIRR style), 2-attr held-out", "",
+              *_recall_table(methods, "2-attr held-out", image=True)]
+    lines += ["", "## Ablations", ""]
+    for set_name in ("1-attr held-out", "2-attr held-out"):
+        lines += [f"### {set_name}", "", *_recall_table(results["ablations"], set_name), ""]
+    lines += ["## Data efficiency (stage 2 triplets, clean and 30% noisy)", "",
+              "![data efficiency](docs/benchmarks/data_efficiency.png)", "",
+              "| triplets | " + " | ".join(f"{k} {m}" for k in ("clean", "noisy")
+                                          for m in ("2-attr R@1", "2-attr R@10")) + " |",
+              "|---|" + "---|" * 4]
+    curve = results["data_efficiency"]
+    for n in sorted(curve["clean"], key=int):
+        cells = [f"{curve[k][n]['2-attr held-out'][m]:.1f}" for k in ("clean", "noisy") for m in ("R@1", "R@10")]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines += ["", "## Simulated multi-turn sessions", "",
+              f"{config['sessions']} sessions; the start image differs from the hidden target in 3 attributes; "
+              "the simulated user states one differing attribute per turn and picks the shown image (top 10) "
+              "that agrees with the target on most attributes. *from first*: the start image + every "
+              "instruction so far; *from latest*: the latest pick + the newest instruction.", "",
+              "![multi-turn](docs/benchmarks/multi_turn.png)", "",
+              "| method | metric | turn 1 | turn 2 | turn 3 | turn 4 |", "|---|---|---|---|---|---|"]
+    for name, result in results["multi_turn"].items():
+        for metric, values in result.items():
+            lines.append(f"| {name} | {metric} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
+    lines += ["", "## Wall time of each training phase (this run)", "", "| phase | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in results["timings_s"].items()]
+    markdown.write_text("\n".join(lines) + "\n")

@@ -1,0 +1,124 @@
+"""Stage 2: LoRA adapters on the text tower learn to compose the pseudo-word with edits.
+
+The mapper and the backbone are frozen; each step encodes "a photo of * , <edits>"
+for a batch of triplets and asks it to find its target among the batch's other
+targets and, per triplet, a few mined hard negatives: catalog images that differ
+from the target in exactly one attribute (first the edit left undone).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from retrieval.adapters import AdapterConfig, add_text_adapters
+from retrieval.backbone import Backbone
+from retrieval.mapper import Mapper
+from retrieval.query_encoder import QueryEncoder
+from training.features import WorldFeatures
+from training.triplets import EDITABLE, Triplet
+from training.world import VALUES, Combo
+
+
+@dataclass(frozen=True)
+class Stage2Config:
+    """Stage-2 training; ``hard_negatives=0`` is the ablation without mined negatives."""
+
+    steps: int = 500
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    temperature: float = 0.05
+    hard_negatives: int = 3
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    seed: int = 0
+    bf16: bool = True
+
+
+def one_attribute_neighbours(target: Combo, reference: Combo) -> list[str]:
+    """Combinations one attribute away from ``target``; the undone edits come first."""
+    undone, others = [], []
+    for attribute in EDITABLE:
+        if attribute not in target.applicable():
+            continue
+        for value in VALUES[attribute]:
+            if value == target.get(attribute):
+                continue
+            key = target.replace(**{attribute: value}).key
+            (undone if value == reference.get(attribute) else others).append(key)
+    return undone + others
+
+
+def mine_hard_negatives(triplets: list[Triplet], features: WorldFeatures, rows: np.ndarray, k: int,
+                        seed: int) -> np.ndarray:
+    """(len(triplets), k) catalog rows, each differing from its triplet's target in one attribute."""
+    rng = np.random.default_rng(seed)
+    by_combo: dict[str, list[int]] = defaultdict(list)
+    for r in rows.tolist():
+        by_combo[str(features.combo_keys[r])].append(r)
+    out = np.zeros((len(triplets), k), dtype=np.int64)
+    for i, t in enumerate(triplets):
+        reference = Combo.from_key(str(features.combo_keys[t.reference_id]))
+        keys = [key for key in one_attribute_neighbours(Combo.from_key(t.target_combo), reference) if key in by_combo]
+        undone = [key for key in keys[:len(t.edits)] if key in by_combo]
+        rest = [keys[j] for j in rng.permutation(len(keys))]
+        chosen = (undone + [key for key in rest if key not in undone])[:k] or [str(features.combo_keys[t.reference_id])]
+        for j in range(k):
+            pool = by_combo.get(chosen[j % len(chosen)], [t.reference_id])
+            out[i, j] = pool[int(rng.integers(len(pool)))]
+    return out
+
+
+def train_stage2(backbone: Backbone, mapper: Mapper, features: WorldFeatures, triplets: list[Triplet],
+                 rows: np.ndarray, config: Stage2Config = Stage2Config(),
+                 progress: bool = True) -> tuple[QueryEncoder, dict]:
+    """Add adapters to ``backbone.model`` and train them on ``triplets``; negatives come from ``rows``."""
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    device = backbone.device
+    encoder = QueryEncoder(backbone, mapper, config.adapter, meta={"stage2": {"triplets": len(triplets)}})
+    params = add_text_adapters(backbone.model, config.adapter)
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * s / config.steps)))
+
+    ref_rows = np.array([t.reference_id for t in triplets])
+    target_rows = np.array([t.target_id for t in triplets])
+    target_keys = features.combo_keys[target_rows]
+    with torch.no_grad():
+        tokens = encoder.reference_tokens(features.pooled[ref_rows], features.patches[ref_rows])
+    negatives = mine_hard_negatives(triplets, features, rows, config.hard_negatives, config.seed) \
+        if config.hard_negatives else np.zeros((len(triplets), 0), dtype=np.int64)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
+
+    backbone.model.train()
+    start = time.perf_counter()
+    bar = tqdm(range(config.steps), desc="stage 2 (adapters)", unit="step", disable=not progress)
+    for _ in bar:
+        idx = rng.choice(len(triplets), size=min(config.batch_size, len(triplets)), replace=False)
+        candidate_rows = np.concatenate([target_rows[idx], negatives[idx].reshape(-1)])
+        with autocast:
+            queries = encoder.encode_tokens(tokens[idx], [triplets[i].instructions for i in idx])
+        candidates = features.pooled[candidate_rows].to(device)
+        logits = queries @ candidates.T / config.temperature
+        same = torch.from_numpy(features.combo_keys[candidate_rows][None, :] == target_keys[idx][:, None]).to(device)
+        same[torch.arange(len(idx)), torch.arange(len(idx))] = False
+        loss = F.cross_entropy(logits.masked_fill(same, float("-inf")), torch.arange(len(idx), device=device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    backbone.model.eval()
+    for p in params:
+        p.requires_grad_(False)
+    seconds = time.perf_counter() - start
+    encoder.meta["stage2"] |= {"seconds": round(seconds, 1), "steps": config.steps}
+    return encoder, {"seconds": round(seconds, 1), "steps": config.steps, "triplets": len(triplets)}
