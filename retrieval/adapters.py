@@ -33,10 +33,11 @@ def add_text_adapters(model: torch.nn.Module, config: AdapterConfig) -> list[tor
     transformer = text_tower(model).transformer
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                       target_modules=config.targets)
-    inject_adapter_in_model(lora, transformer)
+    try:
+        inject_adapter_in_model(lora, transformer)
+    except ValueError as err:
+        raise ValueError(f"adapter targets {config.targets!r} matched no module of the text transformer") from err
     params = [p for name, p in transformer.named_parameters() if "lora_" in name]
-    if not params:
-        raise ValueError(f"adapter targets {config.targets!r} matched no module of the text transformer")
     for p in params:
         p.requires_grad_(True)
     return params

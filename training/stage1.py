@@ -33,7 +33,7 @@ class Stage1Config:
     """Stage-1 training; ``use_patches`` and ``soft_alignment`` are the two ablation switches."""
 
     steps: int = 400
-    batch_size: int = 256
+    batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.01
     temperature: float = 0.05

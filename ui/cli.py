@@ -37,7 +37,7 @@ def prepare_demo(data_dir: Path | None, seed: int, n_images: int, pairs: int, co
     from training.pretrain_backbone import BackboneTrainConfig, ensure_backbone
     from training.world import WorldConfig, build_world, world_dir
 
-    steps = 3 if composer else 2
+    steps = 4 if composer else 2
     config = WorldConfig(seed=seed, n_images=n_images)
     cached = (world_dir(config, data_dir) / "world.json").exists()
     _say(f"[1/{steps}] demo world ({n_images} images, seed {seed}): {'cached' if cached else 'rendering'}")
@@ -119,13 +119,22 @@ def bench(
 
 
 @app.command()
-def demo(data_dir: DataDir = None, seed: Seed = 0, n_images: NImages = 10_000, pairs: Pairs = 100_000) -> None:
+def demo(data_dir: DataDir = None, seed: Seed = 0, n_images: NImages = 10_000, pairs: Pairs = 100_000,
+         host: Annotated[str, typer.Option(help="Interface to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
+         port: Annotated[int, typer.Option(help="Port of the web UI.")] = 7860,
+         serve: Annotated[bool, typer.Option(help="Start the web UI once everything is built.")] = True) -> None:
     """The main job: build whatever the demo is missing, then start the assistant on it."""
     start = time.perf_counter()
-    world, _spec, metrics, _composer = prepare_demo(data_dir, seed, n_images, pairs, composer=True)
+    world, spec, metrics, composer = prepare_demo(data_dir, seed, n_images, pairs, composer=True)
     recall = metrics["heldout_text_to_image"]
     typer.echo(f"demo world ready in {time.perf_counter() - start:.0f}s: {len(world.items)} images at "
                f"{world.root}; backbone held-out text->image R@1 {recall['R@1']:.1f} R@10 {recall['R@10']:.1f}")
+    if not serve:
+        return
+    from ui.serve import launch_demo
+
+    _say("[4/4] catalog store (LanceDB) and web UI")
+    launch_demo(world, spec, composer, host=host, port=port)
 
 
 def main() -> None:
@@ -133,9 +142,11 @@ def main() -> None:
 
 
 def _register_subcommands() -> None:
+    from ui.assistant_commands import register as register_assistant
     from ui.store_commands import register as register_store
 
     register_store(app)
+    register_assistant(app)
 
 
 _register_subcommands()

@@ -1,0 +1,96 @@
+"""The port between the conversation and the catalog: one composed search, whatever serves it.
+
+``Searcher`` is what the assistant needs; ``CatalogSearcher`` serves it from the
+LanceDB store and the composed query encoder through ``retrieval.search``.
+Tests and other front ends can pass any object with the same methods.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from retrieval.query_encoder import QueryEncoder
+from retrieval.search import search_catalog
+from retrieval.store import CatalogStore, Hit
+
+
+@dataclass
+class Results:
+    """Ranked hits for one query, the text the model composed, and how it was formed."""
+
+    query: str
+    mode: str
+    hits: list[Hit]
+    note: str | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Searcher(Protocol):
+    """What a conversation turn needs from the catalog."""
+
+    model_version: str
+
+    def search(self, reference: str | None, instructions: Sequence[str], where: str | None, k: int,
+               exclude: Sequence[str]) -> Results: ...
+
+    def item(self, item_id: str) -> Hit | None: ...
+
+    def values(self, column: str) -> list[str]: ...
+
+    def max_value(self, column: str) -> float | None: ...
+
+
+def model_version(encoder: QueryEncoder) -> str:
+    """Backbone identity plus a digest of the composer's config: which model produced a logged query."""
+    if encoder.mapper is None:
+        return f"{encoder.backbone.identity}+no-composer"
+    created = str(encoder.meta.get("created", ""))
+    blob = hashlib.sha256(repr(sorted((k, str(v)) for k, v in encoder.meta.items())).encode()).hexdigest()[:12]
+    stage = "stage2" if encoder.adapter is not None else "stage1"
+    return f"{encoder.backbone.identity}+composer-{stage}-{blob}" + (f"@{created}" if created else "")
+
+
+class CatalogSearcher:
+    """``Searcher`` over a ``CatalogStore`` with a ``QueryEncoder``."""
+
+    def __init__(self, store: CatalogStore, encoder: QueryEncoder, version: str | None = None):
+        self.store = store
+        self.encoder = encoder
+        self.model_version = version or model_version(encoder)
+
+    def search(self, reference: str | None, instructions: Sequence[str], where: str | None, k: int,
+               exclude: Sequence[str]) -> Results:
+        result = search_catalog(self.store, self.encoder, reference, list(instructions), where=where, k=k,
+                                exclude=list(exclude))
+        return Results(query=result.query, mode=result.mode, hits=result.hits, note=result.note,
+                       timings_ms=result.timings_ms)
+
+    def item(self, item_id: str) -> Hit | None:
+        stored = self.store.item(item_id)
+        if stored is None:
+            return None
+        return Hit(id=stored.id, path=stored.path, score=0.0, metadata=dict(stored.metadata))
+
+    def values(self, column: str) -> list[str]:
+        """Distinct values of a metadata column (for filter choices); empty if there is no such column."""
+        if column not in self.store.layout.metadata_names:
+            return []
+        return sorted({str(v) for v in self.store.snapshot([column])[column].to_pylist() if v not in (None, "")})
+
+    def max_value(self, column: str) -> float | None:
+        if column not in self.store.layout.numeric or len(self.store) == 0:
+            return None
+        values = [v for v in self.store.snapshot([column])[column].to_pylist() if v is not None]
+        return max(values) if values else None
+
+    def image_root(self) -> Path | None:
+        """The folder every catalog image lives under: the only catalog files the UI may serve."""
+        paths = self.store.snapshot(["path"])["path"].to_pylist()
+        if not paths:
+            return None
+        return Path(os.path.commonpath([str(Path(p).parent) for p in paths]))

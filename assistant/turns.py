@@ -1,0 +1,192 @@
+"""One turn of the assistant: parse the message, update the conversation, search, log picks, reply.
+
+This is the whole product minus the widgets: the Gradio app, the API and the
+tests drive the same ``Assistant``. Bad input gets a clear message and leaves
+the conversation exactly as it was; a pick is confirmed only after its record
+is on disk.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from assistant.conversation import Conversation, ShownItem
+from assistant.parser import NONE_OF_THESE, START_OVER, UNDO, Parsed, RuleParser, clean_text
+from assistant.searcher import Searcher
+from assistant.triplet_log import TripletLog
+from assistant.uploads import UploadStore
+from retrieval.image_io import ImageRejected
+from retrieval.search import ReferenceNotFound
+from retrieval.store import BadFilter, where_clause
+
+Progress = Callable[[float, str], Any]
+DEFAULT_K = 12
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The structured filters beside the chat: a category and a price ceiling."""
+
+    category: str | None = None
+    max_price: float | None = None
+
+    def where(self) -> str | None:
+        equals = {"category": self.category} if self.category else None
+        ranges = {"price": (None, float(self.max_price))} if self.max_price is not None else None
+        return where_clause(equals, ranges)
+
+
+@dataclass
+class Reply:
+    """What the user sees after an action."""
+
+    message: str
+    shown: list[ShownItem] = field(default_factory=list)
+    state_line: str = ""
+    chips: list[str] = field(default_factory=list)
+    query: str | None = None
+    mode: str | None = None
+    ok: bool = True
+    logged: dict[str, Any] | None = None
+
+    def details(self) -> dict[str, Any]:
+        """The machine-readable reply, for the API and the UI's details panel."""
+        return {
+            "ok": self.ok, "message": self.message, "state": self.state_line, "chips": self.chips,
+            "query": self.query, "mode": self.mode,
+            "results": [{**s.to_dict(), "metadata": dict(s.metadata)} for s in self.shown],
+            "logged": self.logged,
+        }
+
+
+def _quiet(_fraction: float, _desc: str) -> None:
+    return None
+
+
+class Assistant:
+    """Runs turns for many conversations against one searcher, parser, upload store and triplet log."""
+
+    def __init__(self, searcher: Searcher, parser: Any = None, log: TripletLog | None = None,
+                 uploads: UploadStore | None = None, k: int = DEFAULT_K):
+        self.searcher = searcher
+        self.parser = parser or RuleParser()
+        self.log = log
+        self.uploads = uploads or UploadStore()
+        self.k = k
+
+    def start(self, session_id: str) -> Conversation:
+        return Conversation(session_id=session_id)
+
+    def say(self, conv: Conversation, text: str = "", image: str | None = None, filters: Filters = Filters(),
+            progress: Progress = _quiet) -> Reply:
+        """A chat message: text, an uploaded photo, or both."""
+        text = clean_text(text)
+        if not text and not image:
+            return self._reply(conv, "Tell me what you are looking for, or upload a photo.", ok=False)
+        upload = None
+        if image:
+            progress(0.1, "reading your photo")
+            try:
+                upload = self.uploads.add(image)
+            except ImageRejected as err:
+                return self._reply(conv, f"I could not use that image: {err.reason}. Nothing changed.", ok=False)
+        progress(0.3, "understanding your message")
+        parsed = self.parser.parse(text, conv.known()) if text else Parsed()
+        return self._turn(conv, parsed, upload, filters, progress)
+
+    def command(self, conv: Conversation, command: str, filters: Filters = Filters(),
+                progress: Progress = _quiet) -> Reply:
+        """A button: undo, start over, none of these."""
+        return self._turn(conv, Parsed(command=command), None, filters, progress)
+
+    def refresh(self, conv: Conversation, filters: Filters = Filters(), progress: Progress = _quiet) -> Reply:
+        """Search again with the same state, e.g. after the filters changed."""
+        if not conv.searchable:
+            return self._reply(conv, "Filters set; tell me what you are looking for.")
+        return self._search_reply(conv, filters, progress, self._results_message)
+
+    def pick(self, conv: Conversation, item_id: str, filters: Filters = Filters(), consent: bool = False,
+             progress: Progress = _quiet) -> Reply:
+        """The user chose a shown item: log the triplet durably, then make the item the reference."""
+        item = conv.find_shown(str(item_id))
+        if item is None:
+            return self._reply(conv, f"Item {item_id} is not among the results shown; pick one of those.", ok=False)
+        saved = copy.deepcopy(conv)
+        event = conv.pick(item)
+        record = None
+        if self.log is not None:
+            progress(0.2, "saving your pick")
+            upload_png = None
+            if event.reference is not None and event.reference.kind == "upload":
+                upload_png = self.uploads.png(event.reference.key)
+            try:
+                record = self.log.record(event, conv.session_id, self.searcher.model_version, upload_png, consent)
+            except OSError as err:
+                _restore(conv, saved)
+                return self._reply(conv, f"Your pick could not be saved ({err}); nothing changed, please retry.",
+                                   ok=False)
+        name = item.metadata.get("name") or f"#{item.id}"
+        saved_note = " and saved it" if record is not None else ""
+        reply = self._search_reply(conv, filters, progress, lambda n: (
+            f"You picked {name} (rank {item.rank}){saved_note}. It is now the reference: tell me what to change "
+            f"(e.g. “make it blue”, “shorter sleeves”). Here are {n} similar items."))
+        reply.logged = record
+        return reply
+
+    def _turn(self, conv: Conversation, parsed: Parsed, upload: Any, filters: Filters, progress: Progress) -> Reply:
+        saved = copy.deepcopy(conv)
+        had_history = bool(conv.history)
+        changed = conv.apply(parsed, upload)
+        notes = [parsed.note] if parsed.note else []
+        if parsed.command == UNDO and not had_history:
+            notes.append("There is nothing to undo.")
+        if not conv.searchable:
+            conv.record_results(None, None, None, [])
+            opening = "Starting over." if parsed.command in (START_OVER, UNDO) else "Nothing to search for yet."
+            return self._reply(conv, " ".join([opening, *notes, "Describe a garment or upload a photo."]))
+        if parsed.command is None and upload is None and not changed:
+            notes.append("That did not change the search.")
+        if parsed.command == NONE_OF_THESE:
+            notes.append(f"Hiding {len(conv.rejected)} rejected item(s) from now on.")
+        free = [i.text for i in parsed.instructions if i.attribute is None]
+        if free:
+            notes.append("Passing " + ", ".join(f"“{t}”" for t in free) + " to the model as free text.")
+        reply = self._search_reply(conv, filters, progress, lambda n: " ".join(
+            [*notes, f"Here are {n} items for {conv.describe().removeprefix('searching for: ')}.",
+             "Click one to pick it."]))
+        if not reply.ok:
+            _restore(conv, saved)
+            reply.state_line, reply.chips = conv.describe(), conv.chips()
+        return reply
+
+    def _results_message(self, n: int) -> str:
+        return f"Here are {n} items with the new filters."
+
+    def _search_reply(self, conv: Conversation, filters: Filters, progress: Progress,
+                      message: Callable[[int], str]) -> Reply:
+        reference, instructions = conv.query()
+        where = filters.where()
+        progress(0.5, "searching the catalog")
+        try:
+            results = self.searcher.search(reference, instructions, where, self.k, sorted(conv.rejected))
+        except (BadFilter, ReferenceNotFound, ImageRejected, ValueError) as err:
+            return self._reply(conv, f"The search failed: {err}. Nothing changed.", ok=False)
+        shown = [ShownItem(h.id, rank, float(h.score), h.path, dict(h.metadata))
+                 for rank, h in enumerate(results.hits, start=1)]
+        conv.record_results(results.query, results.mode, where, shown)
+        progress(1.0, "done")
+        text = message(len(shown)) if shown else "Nothing in the catalog matches these filters; try loosening them."
+        if results.note:
+            text += f" (Note: {results.note}.)"
+        return Reply(text, shown, conv.describe(), conv.chips(), results.query, results.mode)
+
+    def _reply(self, conv: Conversation, message: str, ok: bool = True) -> Reply:
+        return Reply(message, list(conv.shown), conv.describe(), conv.chips(), conv.last_query, conv.last_mode,
+                     ok=ok)
+
+
+def _restore(conv: Conversation, saved: Conversation) -> None:
+    conv.__dict__.update(saved.__dict__)

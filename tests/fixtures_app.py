@@ -1,0 +1,69 @@
+"""A real circhat server for the API and browser tests (load with ``pytest_plugins``).
+
+The session's small demo world, its trained backbone and two-stage composer
+(fixtures of conftest.py), ingested into a temporary LanceDB catalog and served
+by ``ui.serve.launch`` on a free 127.0.0.1 port, with its own triplet log.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from training.world import World
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class AppServer:
+    """What the tests need to know about the running app."""
+
+    url: str
+    log: Path
+    world: World
+    served: object
+
+
+@pytest.fixture(scope="session")
+def app_catalog(small_world, small_backbone, tmp_path_factory) -> Path:
+    """The small world ingested with its backbone into a temporary LanceDB folder."""
+    from retrieval.backbone import load_backbone
+    from retrieval.ingest import ingest
+
+    db = tmp_path_factory.mktemp("app-catalog") / "catalog.lancedb"
+    ingest(small_world.root, load_backbone(small_backbone[0], "cpu"), db, metadata_csv=small_world.catalog_csv,
+           progress=False)
+    return db
+
+
+@pytest.fixture(scope="session")
+def app_server(app_catalog, small_world, trained_composer, tmp_path_factory):
+    """The app as ``circhat serve`` starts it (``ui.serve.launch``), on a free port, with the trained two-stage
+    composer saved and reloaded, the rules parser and a fresh triplet log."""
+    from ui.serve import launch
+
+    folder = tmp_path_factory.mktemp("app-run")
+    composer = trained_composer[0].save(folder / "composer")
+    saved = {name: os.environ.get(name) for name in ("CIRCHAT_LOG_SALT", "CIRCHAT_LLM")}
+    os.environ["CIRCHAT_LOG_SALT"] = "test-salt"
+    os.environ.pop("CIRCHAT_LLM", None)
+    try:
+        served = launch(app_catalog, composer=composer, log=folder / "triplets" / "triplets.jsonl",
+                        host="127.0.0.1", port=free_port(), block=False)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    yield AppServer(url=served.url, log=served.assistant.log.path, world=small_world, served=served)
+    served.close()

@@ -1,0 +1,280 @@
+"""The Gradio 6 app: chat + photo upload, a gallery of product cards to pick from, filters and a shortlist.
+
+All behaviour lives in ``assistant.turns.Assistant``; this module only turns its
+replies into widgets. Each browser session keeps its own ``Session`` in a
+``gr.State``, so two shoppers never see each other's conversation. Every action
+is also a named API endpoint (``/send``, ``/pick``, ``/undo``, ``/start_over``,
+``/none_of_these``, ``/refresh``, ``/shortlist_add``, ``/shortlist_export``) for
+``gradio_client``.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import secrets
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from assistant.conversation import Conversation, ShownItem
+from assistant.parser import NONE_OF_THESE, START_OVER, UNDO
+from assistant.turns import Assistant, Filters, Reply
+from retrieval.image_io import MAX_BYTES
+
+ANY = "any"
+PROGRESS = gr.Progress()
+MAX_CHAT_MESSAGES = 200
+CARD_ATTRIBUTES = ("colour", "pattern", "sleeve", "length", "neckline")
+SHORTLIST_COLUMNS = ("id", "name", "price", "category", "colour", "pattern", "sleeve", "length", "neckline")
+CSS = """
+#state .chips { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; }
+#state .chip { border-radius: 999px; padding: 2px 10px; background: var(--color-accent-soft);
+               border: 1px solid var(--border-color-accent); font-size: 0.9em; }
+#state .chip.ref { font-weight: 600; }
+#state .label { color: var(--body-text-color-subdued); margin-right: 4px; }
+#results .thumbnail-item:focus:not(:focus-visible) { border-color: var(--border-color-primary);
+                                                     box-shadow: none; }
+#results .thumbnail-item:focus:not(:focus-visible) .caption-label { opacity: 1; color: var(--body-text-color); }
+"""
+INTRO = ("Describe what you want (“a red striped dress”) or upload a photo, then refine in plain words: "
+         "“make it blue”, “shorter sleeves”, “no, with stripes”. Click a result to pick it: it becomes the new "
+         "reference. Picks are saved to improve the model.")
+
+
+@dataclass
+class Session:
+    """One browser session's conversation and chat transcript."""
+
+    conv: Conversation
+    chat: list[dict[str, Any]] = field(default_factory=list)
+
+
+def card_caption(item: ShownItem) -> str:
+    """A product card's caption: name, price and the attributes that apply."""
+    meta = item.metadata
+    parts = [str(meta.get("name") or f"#{item.id}")]
+    if isinstance(meta.get("price"), int | float):
+        parts.append(f"${meta['price']:.2f}")
+    attributes = [str(meta[a]) for a in CARD_ATTRIBUTES if meta.get(a) not in (None, "", "none")]
+    if attributes:
+        parts.append(", ".join(attributes))
+    return " · ".join(parts)
+
+
+def chips_html(conv: Conversation) -> str:
+    """The parsed state as chips, with the plain line as the accessible text."""
+    if not conv.searchable:
+        return f'<div class="chips" aria-label="{html.escape(conv.describe())}"><span class="label">' \
+               f'searching for: nothing yet</span></div>'
+    chips = []
+    for i, label in enumerate(conv.chips()):
+        cls = "chip ref" if i == 0 and conv.reference is not None else "chip"
+        chips.append(f'<span class="{cls}">{html.escape(label)}</span>')
+    hidden = f'<span class="label">(hiding {len(conv.rejected)} rejected)</span>' if conv.rejected else ""
+    return (f'<div class="chips" aria-label="{html.escape(conv.describe())}">'
+            f'<span class="label">searching for:</span>{"".join(chips)}{hidden}</div>')
+
+
+def shortlist_rows(conv: Conversation) -> list[list[Any]]:
+    return [[item.id if c == "id" else item.metadata.get(c, "") for c in SHORTLIST_COLUMNS]
+            for item in conv.shortlist.values()]
+
+
+def write_shortlist_csv(conv: Conversation) -> str:
+    """The shortlist as a CSV file in a fresh temp file, for download."""
+    with tempfile.NamedTemporaryFile("w", suffix=".csv", prefix="shortlist-", delete=False, newline="",
+                                     encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(SHORTLIST_COLUMNS)
+        writer.writerows([[_csv_safe(v) for v in row] for row in shortlist_rows(conv)])
+        return f.name
+
+
+def _csv_safe(value: Any) -> Any:
+    """Catalog text that a spreadsheet would run as a formula is prefixed with a quote."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def build_app(assistant: Assistant, categories: Sequence[str] = (), max_price: float | None = None,
+              title: str = "circhat: find it by showing and saying") -> gr.Blocks:
+    """The Blocks app for ``assistant``; call ``.queue()`` and ``.launch()`` on it (see ``ui.serve``)."""
+    price_ceiling = float(int(max_price) + 1) if max_price else None
+
+    def filters(category: str | None, price: float | None) -> Filters:
+        ceiling = None if price is None or price_ceiling is None or price >= price_ceiling else float(price)
+        return Filters(category if category and category != ANY else None, ceiling)
+
+    def session_of(session: Session | None, request: gr.Request | None) -> Session:
+        if session is not None:
+            return session
+        sid = getattr(request, "session_hash", None) or secrets.token_hex(16)
+        return Session(conv=assistant.start(sid))
+
+    def progress_fn(progress: gr.Progress):
+        return lambda fraction, desc: progress(fraction, desc=desc)
+
+    def view(session: Session, reply: Reply | None = None) -> tuple:
+        conv = session.conv
+        shown = reply.shown if reply is not None else conv.shown
+        gallery = gr.Gallery(value=[(s.path, card_caption(s)) for s in shown], selected_index=None)
+        reference = conv.reference.path if conv.reference is not None else None
+        picks = len(conv.picks)
+        status = (f"**{picks} pick{'s' if picks != 1 else ''} saved** this session" if picks else
+                  "No picks yet: click a result to pick it.")
+        details = reply.details() if reply is not None else {}
+        return (session.chat, gallery, chips_html(conv), reference, status, details, shortlist_rows(conv), session)
+
+    def answer(session: Session, reply: Reply) -> None:
+        session.chat = [*session.chat, {"role": "assistant", "content": reply.message}][-MAX_CHAT_MESSAGES:]
+
+    def send(message: dict | None, session: Session | None, category: str, price: float, request: gr.Request,
+             progress: gr.Progress = PROGRESS) -> tuple:
+        """A chat message: text and/or one uploaded photo."""
+        session = session_of(session, request)
+        message = message or {}
+        text = str(message.get("text") or "")
+        files = message.get("files") or []
+        image = files[0] if files else None
+        if isinstance(image, dict):
+            image = image.get("path")
+        reply = assistant.say(session.conv, text, image, filters(category, price), progress_fn(progress))
+        if image and reply.ok and session.conv.reference is not None:
+            session.chat.append({"role": "user", "content": {"path": session.conv.reference.path}})
+        if text.strip() or (image and not reply.ok):
+            session.chat.append({"role": "user", "content": text.strip() or "(photo)"})
+        answer(session, reply)
+        return (*view(session, reply), gr.MultimodalTextbox(value=None))
+
+    def pick_by_id(item_id: str, session: Session | None, category: str, price: float, consent: bool,
+                   request: gr.Request, progress: gr.Progress = PROGRESS) -> tuple:
+        """Pick a shown item by its catalog id."""
+        session = session_of(session, request)
+        reply = assistant.pick(session.conv, str(item_id).strip(), filters(category, price), bool(consent),
+                               progress_fn(progress))
+        session.chat.append({"role": "user", "content": f"I pick #{str(item_id).strip()}"})
+        answer(session, reply)
+        return view(session, reply)
+
+    def pick_selected(session: Session | None, category: str, price: float, consent: bool, evt: gr.SelectData,
+                      request: gr.Request, progress: gr.Progress = PROGRESS) -> tuple:
+        """A click on a result card picks it."""
+        session = session_of(session, request)
+        shown = session.conv.shown
+        if evt.index is None or not 0 <= int(evt.index) < len(shown):
+            return view(session)
+        return pick_by_id(shown[int(evt.index)].id, session, category, price, consent, request, progress)
+
+    def command(name: str, said: str):
+        def run(session: Session | None, category: str, price: float, request: gr.Request,
+                progress: gr.Progress = PROGRESS) -> tuple:
+            session = session_of(session, request)
+            reply = assistant.command(session.conv, name, filters(category, price), progress_fn(progress))
+            session.chat.append({"role": "user", "content": said})
+            answer(session, reply)
+            return view(session, reply)
+
+        run.__doc__ = f"The “{said}” button."
+        return run
+
+    def refresh(session: Session | None, category: str, price: float, request: gr.Request) -> tuple:
+        """Search again with new filters."""
+        session = session_of(session, request)
+        reply = assistant.refresh(session.conv, filters(category, price))
+        return view(session, reply)
+
+    def shortlist_add(session: Session | None, request: gr.Request) -> tuple:
+        """Add the current reference (the last pick) to the shortlist."""
+        session = session_of(session, request)
+        conv = session.conv
+        ref = conv.reference
+        if ref is None or ref.kind != "catalog":
+            gr.Warning("Pick a catalog item first: the shortlist holds catalog items.")
+            return shortlist_rows(conv), session
+        item = next((s for s in reversed(conv.picks) if s.id == ref.key), None)
+        if item is not None and conv.add_to_shortlist(item):
+            gr.Info(f"Added #{ref.key} to the shortlist.")
+        return shortlist_rows(conv), session
+
+    def shortlist_export(session: Session | None, request: gr.Request) -> gr.File:
+        """The shortlist as a CSV download."""
+        session = session_of(session, request)
+        return gr.File(value=write_shortlist_csv(session.conv), visible=True)
+
+    def clear_chat(session: Session | None, request: gr.Request) -> Session:
+        """The chat's clear button empties the transcript; the search state stays (use “Start over”)."""
+        session = session_of(session, request)
+        session.chat = []
+        return session
+
+    with gr.Blocks(title=title, analytics_enabled=False) as demo:
+        state = gr.State(None, time_to_live=6 * 3600)
+        gr.Markdown(f"## {html.escape(title)}\n{INTRO}")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=5, min_width=360):
+                chatbot = gr.Chatbot(label="Chat", elem_id="chat", height=400, feedback_options=None,
+                                     group_consecutive_messages=False, buttons=["copy_all"])
+                msg = gr.MultimodalTextbox(elem_id="msg", file_types=["image"], file_count="single",
+                                           placeholder="Describe it, or upload a photo… (e.g. “make it blue”)",
+                                           show_label=False, sources=["upload"], max_plain_text_length=400)
+                with gr.Row():
+                    undo_btn = gr.Button("↶ Undo", elem_id="undo", size="sm")
+                    reset_btn = gr.Button("Start over", elem_id="start-over", size="sm")
+                    reject_btn = gr.Button("None of these", elem_id="none-of-these", size="sm")
+                chips = gr.HTML(chips_html(Conversation("")), elem_id="state", label="Searching for")
+                consent = gr.Checkbox(False, label="Keep my uploaded photo with my picks (helps train the model)",
+                                      elem_id="consent")
+                status = gr.Markdown("No picks yet: click a result to pick it.", elem_id="status", label="Picks")
+            with gr.Column(scale=7, min_width=420):
+                with gr.Row():
+                    category = gr.Dropdown([ANY, *categories], value=ANY, label="Category", elem_id="category")
+                    price = (gr.Slider(0, price_ceiling, value=price_ceiling, step=1, label="Max price",
+                                       elem_id="max-price") if price_ceiling else gr.Number(None, visible=False))
+                gallery = gr.Gallery(label="Results: click one to pick it", elem_id="results", columns=4,
+                                     height=480, allow_preview=False, object_fit="contain", buttons=[])
+                with gr.Row(equal_height=False):
+                    reference = gr.Image(label="Current reference", elem_id="reference", type="filepath",
+                                         interactive=False, height=160, buttons=[])
+                    with gr.Column():
+                        shortlist_btn = gr.Button("★ Add reference to shortlist", elem_id="shortlist-add", size="sm")
+                        export_btn = gr.Button("Export shortlist (CSV)", elem_id="shortlist-export", size="sm")
+                        export_file = gr.File(label="Shortlist CSV", elem_id="shortlist-file", interactive=False,
+                                              visible=False)
+                shortlist = gr.Dataframe(headers=list(SHORTLIST_COLUMNS), value=[], label="Shortlist",
+                                         elem_id="shortlist", interactive=False, wrap=True)
+                with gr.Accordion("Details and pick by id", open=False):
+                    details = gr.JSON(label="Last reply", elem_id="details")
+                    with gr.Row():
+                        pick_id = gr.Textbox(label="Item id", elem_id="pick-id", scale=3)
+                        pick_btn = gr.Button("Pick", elem_id="pick", scale=1)
+
+        outputs = [chatbot, gallery, chips, reference, status, details, shortlist, state]
+        msg.submit(send, [msg, state, category, price], [*outputs, msg], api_name="send")
+        gallery.select(pick_selected, [state, category, price, consent], outputs, api_visibility="private")
+        pick_btn.click(pick_by_id, [pick_id, state, category, price, consent], outputs, api_name="pick")
+        for button, name, said in ((undo_btn, UNDO, "undo"), (reset_btn, START_OVER, "start over"),
+                                   (reject_btn, NONE_OF_THESE, "none of these")):
+            button.click(command(name, said), [state, category, price], outputs, api_name=name)
+        category.input(refresh, [state, category, price], outputs, api_name="refresh")
+        if price_ceiling:
+            price.release(refresh, [state, category, price], outputs, api_visibility="private")
+        shortlist_btn.click(shortlist_add, [state], [shortlist, state], api_name="shortlist_add")
+        export_btn.click(shortlist_export, [state], [export_file], api_name="shortlist_export")
+        chatbot.clear(clear_chat, [state], [state], api_visibility="private")
+    return demo
+
+
+def launch_kwargs(image_root: Path | None, host: str, port: int | None, auth: Any) -> dict[str, Any]:
+    """The ``launch()`` settings every circhat server uses: local by default, no share link, only catalog files."""
+    return {
+        "server_name": host, "server_port": port, "auth": auth, "share": False,
+        "allowed_paths": [str(image_root)] if image_root else [], "ssr_mode": False, "mcp_server": False,
+        "show_error": True, "css": CSS, "footer_links": ["api"], "enable_monitoring": False,
+        "max_file_size": MAX_BYTES,
+    }
