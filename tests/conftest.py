@@ -57,3 +57,27 @@ def trained_composer(small_world, small_backbone, small_features):
     tuned, _ = train_stage2(load_backbone(small_backbone[0], "cpu"), mapper, small_features, triplets, rows,
                             Stage2Config(steps=200), progress=False)
     return tuned, QueryEncoder(backbone, mapper)
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    """A 200-image world for the store tests, which need real files but no trained model."""
+    from training.world import WorldConfig, build_world
+
+    return build_world(WorldConfig(seed=11, n_images=200), tmp_path_factory.getbasetemp() / "store-data",
+                       workers=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def backbone(tmp_path_factory):
+    """The tiny demo model with fixed random weights saved to disk, so every process loads the same ones."""
+    import torch
+
+    from retrieval.backbone import DEMO_MODEL, BackboneSpec, load_backbone, save_backbone
+
+    folder = tmp_path_factory.getbasetemp() / "store-backbone"
+    if not (folder / "open_clip_config.json").exists():
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            save_backbone(load_backbone(BackboneSpec(DEMO_MODEL), "cpu").model, DEMO_MODEL, folder)
+    return load_backbone(BackboneSpec.local_dir(folder), "cpu")

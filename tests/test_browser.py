@@ -51,6 +51,11 @@ def send(page, text: str, expect_state: str) -> None:
     expect(page.locator("#state")).to_contain_text(expect_state, timeout=TURN_TIMEOUT_MS)
 
 
+def screenshot(page, name: str) -> None:
+    page.mouse.move(0, 0)
+    page.screenshot(path=SHOTS / name, full_page=True)
+
+
 def captions(page) -> list[str]:
     return page.locator("#results .caption-label").all_inner_texts()
 
@@ -84,7 +89,7 @@ def test_upload_pick_refine_twice_pick_again(app_server, browser, tmp_path):
     first_answer = time.perf_counter() - started
     expect(page.locator("#reference img")).to_be_visible()
     assert sum(c.startswith(("Red", "Maroon")) for c in captions(page)) >= 6, captions(page)
-    page.screenshot(path=SHOTS / "01-photo-results.png", full_page=True)
+    screenshot(page, "01-photo-results.png")
 
     first = captions(page)[1]
     page.locator("#results .thumbnail-item").nth(1).click()
@@ -104,16 +109,17 @@ def test_upload_pick_refine_twice_pick_again(app_server, browser, tmp_path):
     assert picked not in [caption_id(c) for c in refined]
     assert sum(c.startswith("Blue") for c in refined) >= 6, refined
     assert any(c.startswith("Blue Striped") for c in refined), refined
-    page.screenshot(path=SHOTS / "02-refined-twice.png", full_page=True)
+    screenshot(page, "02-refined-twice.png")
 
-    second = caption_id(refined[0])
-    page.locator("#results .thumbnail-item").nth(0).click()
+    rank = next(i for i, c in enumerate(refined) if c.startswith("Blue Striped"))
+    second = caption_id(refined[rank])
+    page.locator("#results .thumbnail-item").nth(rank).click()
     expect(page.locator("#status")).to_contain_text("2 picks saved", timeout=TURN_TIMEOUT_MS)
     logged = records(app_server.log)[before:]
     assert len(logged) == 2
     assert logged[1]["reference"] == {"kind": "catalog", "id": picked}
     assert logged[1]["instructions"] == ["make it blue", "with stripes"]
-    assert logged[1]["picked"]["id"] == second and logged[1]["picked"]["rank"] == 1
+    assert logged[1]["picked"]["id"] == second and logged[1]["picked"]["rank"] == rank + 1
     assert logged[1]["composed_text"].endswith("make it blue , with stripes")
     assert logged[0]["session"] == logged[1]["session"]
     expect(page.locator("#state")).to_contain_text(f"ref #{second}")
@@ -122,7 +128,7 @@ def test_upload_pick_refine_twice_pick_again(app_server, browser, tmp_path):
     expect(page.locator("#shortlist")).to_contain_text(second, timeout=TURN_TIMEOUT_MS)
     page.locator("#shortlist-export").click()
     expect(page.locator("#shortlist-file")).to_contain_text("shortlist", timeout=TURN_TIMEOUT_MS)
-    page.screenshot(path=SHOTS / "03-second-pick-shortlist.png", full_page=True)
+    screenshot(page, "03-second-pick-shortlist.png")
     context.close()
     assert first_answer < FIRST_ANSWER_S, f"first answer took {first_answer:.1f}s"
 
@@ -152,7 +158,7 @@ def test_two_sessions_never_see_each_other(app_server, browser):
     expect(b.locator("#state")).to_contain_text("ref #")
     assert "Starting over" not in b.locator("#chat").inner_text()
     assert "a blue skirt" not in a.locator("#chat").inner_text()
-    b.screenshot(path=SHOTS / "04-second-session.png", full_page=True)
+    screenshot(b, "04-second-session.png")
     logged = records(app_server.log)[before:]
     assert len(logged) == 1 and logged[0]["instructions"] == ["a blue skirt"]
     a_context.close()

@@ -14,32 +14,13 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 import pytest
-import torch
 
-from retrieval.backbone import DEMO_MODEL, BackboneSpec, load_backbone, save_backbone
+from retrieval.backbone import DEMO_MODEL, BackboneSpec, load_backbone
 from retrieval.ingest import ingest
 from retrieval.query_encoder import ModelMismatch
 from retrieval.store import CatalogStore
-from training.world import WorldConfig, build_world
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return build_world(WorldConfig(seed=11, n_images=200), tmp_path_factory.getbasetemp() / "store-data",
-                       workers=1, progress=False)
-
-
-@pytest.fixture(scope="module")
-def backbone(tmp_path_factory):
-    """The tiny demo model with fixed random weights saved to disk, so every process loads the same ones."""
-    folder = tmp_path_factory.getbasetemp() / "store-backbone"
-    if not (folder / "open_clip_config.json").exists():
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            save_backbone(load_backbone(BackboneSpec(DEMO_MODEL), "cpu").model, DEMO_MODEL, folder)
-    return load_backbone(BackboneSpec.local_dir(folder), "cpu")
 
 
 @pytest.fixture(scope="module")

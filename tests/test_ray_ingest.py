@@ -9,11 +9,8 @@ from pathlib import Path
 import lancedb
 import numpy as np
 import pytest
-import torch
 
-from retrieval.backbone import DEMO_MODEL, BackboneSpec, load_backbone, save_backbone
 from retrieval.ingest import ingest
-from training.world import WorldConfig, build_world
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray")
@@ -33,20 +30,6 @@ def ray_local():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def backbone(tmp_path_factory):
-    folder = tmp_path_factory.getbasetemp() / "store-backbone"
-    if not (folder / "open_clip_config.json").exists():
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            save_backbone(load_backbone(BackboneSpec(DEMO_MODEL), "cpu").model, DEMO_MODEL, folder)
-    return load_backbone(BackboneSpec.local_dir(folder), "cpu")
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return build_world(WorldConfig(seed=11, n_images=200), tmp_path_factory.getbasetemp() / "store-data",
-                       workers=1, progress=False)
 
 
 def test_ray_engine_table_equals_local_engine(ray_local, world, backbone, tmp_path):

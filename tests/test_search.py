@@ -11,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from retrieval.backbone import DEMO_MODEL, BackboneSpec, load_backbone, save_backbone
+from retrieval.backbone import DEMO_MODEL, BackboneSpec, load_backbone
 from retrieval.image_io import ImageRejected
 from retrieval.ingest import ingest
 from retrieval.langchain_retriever import CatalogRetriever
@@ -19,24 +19,7 @@ from retrieval.mapper import Mapper, MapperConfig
 from retrieval.query_encoder import ModelMismatch, QueryEncoder
 from retrieval.search import ReferenceNotFound, search_catalog
 from retrieval.store import CatalogStore
-from training.world import WorldConfig, build_world
 from ui.store_commands import app
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return build_world(WorldConfig(seed=11, n_images=200), tmp_path_factory.getbasetemp() / "store-data",
-                       workers=1, progress=False)
-
-
-@pytest.fixture(scope="module")
-def backbone(tmp_path_factory):
-    folder = tmp_path_factory.getbasetemp() / "store-backbone"
-    if not (folder / "open_clip_config.json").exists():
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            save_backbone(load_backbone(BackboneSpec(DEMO_MODEL), "cpu").model, DEMO_MODEL, folder)
-    return load_backbone(BackboneSpec.local_dir(folder), "cpu")
 
 
 @pytest.fixture(scope="module")
