@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from assistant.conversation import Conversation, Reference, ShownItem
+from assistant.instruction import model_phrase
 from assistant.parser import parse_rules
 from assistant.triplet_log import hash_session, scan_log
 from training.world import Combo
@@ -127,7 +128,7 @@ def check_log(c, log, before: int, replies: list[dict], stated: list[str], targe
     assert [s["id"] for s in first["shown"]] == [r["id"] for r in turn1["results"]]
     assert first["picked"]["rank"] == best["rank"] and first["turns"] == 1
     assert second["reference"] == {"kind": "catalog", "id": best["id"]}
-    assert second["instructions"] == [instruction(a, target.get(a)) for a in stated]
+    assert second["instructions"] == [model_phrase(a, target.get(a)) for a in stated]
     assert [p["attribute"] for p in second["parsed"]] == stated
     assert second["composed_text"] == last["query"] and second["turns"] == len(stated)
     assert [s["id"] for s in second["shown"]] == [r["id"] for r in last["results"]]
