@@ -12,11 +12,18 @@ Engines: ``local`` decodes on a thread pool and embeds in this process; ``ray``
 runs decode+embed on Ray Data (``map_batches`` over actors that each hold the
 model) and streams the embedded batches back to this process, which writes them
 through the same upsert path, so both engines produce the same table.
+
+One ingest at a time per table: a second ``ingest`` into the same local table
+fails at once with ``IngestBusy`` rather than interleaving upserts (the lock is
+an ``flock`` beside the table, released by the kernel if the holder dies).
+Object-store URIs (``s3://``…) have no local lock; run one ingest there at a time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import hashlib
 import os
 import re
@@ -320,6 +327,33 @@ def open_for_ingest(db: str | Path, table: str, backbone: Backbone, layout: Cata
     return CatalogStore.create(db, table, layout, backbone.identity, spec), False
 
 
+class IngestBusy(RuntimeError):
+    """Another ingest is writing to the same catalog table."""
+
+
+@contextlib.contextmanager
+def ingest_lock(db: str | Path, table: str) -> Iterator[None]:
+    """Hold the table's ingest lock for the duration (a no-op for object-store URIs)."""
+    if "://" in str(db):
+        yield
+        return
+    folder = Path(db)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / f".{table}.ingest.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise IngestBusy(f"another ingest (pid {holder}) is writing to table {table!r} in {db}; wait for it "
+                             f"to finish or stop it, then rerun (a rerun completes whatever it left)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
 def ingest(folder: str | Path, backbone: Backbone, db: str | Path, table: str = DEFAULT_TABLE,
            metadata_csv: str | Path | None = None, *, sync: bool = False, reembed: bool = False,
            engine: str = "local", address: str | None = None, batch_size: int = 128, patches: bool = True,
@@ -332,65 +366,66 @@ def ingest(folder: str | Path, backbone: Backbone, db: str | Path, table: str = 
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
-    start = time.perf_counter()
-    threads = threads or thread_budget()
-    catalog = read_catalog(Path(folder), Path(metadata_csv) if metadata_csv else None, numeric)
-    layout = CatalogLayout(backbone.embed_dim, patch_shape(backbone) if patches else None, catalog.metadata)
-    store, recreated = open_for_ingest(db, table, backbone, layout, reembed)
-    report = IngestReport(db=str(db), table=table, engine=engine, model=backbone.identity, recreated=recreated,
-                          scanned=len(catalog.items), unlisted=catalog.unlisted, failures=list(catalog.failures))
+    with ingest_lock(db, table):
+        start = time.perf_counter()
+        threads = threads or thread_budget()
+        catalog = read_catalog(Path(folder), Path(metadata_csv) if metadata_csv else None, numeric)
+        layout = CatalogLayout(backbone.embed_dim, patch_shape(backbone) if patches else None, catalog.metadata)
+        store, recreated = open_for_ingest(db, table, backbone, layout, reembed)
+        report = IngestReport(db=str(db), table=table, engine=engine, model=backbone.identity, recreated=recreated,
+                              scanned=len(catalog.items), unlisted=catalog.unlisted, failures=list(catalog.failures))
 
-    current = {row["id"]: row for row in store.snapshot().to_pylist()}
-    hashes = _hash_all(catalog.items, max(2, threads[0]))
-    todo: list[SourceItem] = []
-    relabel: list[SourceItem] = []
-    for item in catalog.items:
-        digest = hashes[item.id]
-        if isinstance(digest, Failure):
-            report.failures.append(digest)
-            continue
-        old = current.get(item.id)
-        if old is None or old["content_hash"] != digest or old["model"] != store.identity:
-            todo.append(item)
-        elif old["path"] != item.path or any(old[k] != v for k, v in item.metadata.items()):
-            relabel.append(item)
-        else:
-            report.unchanged += 1
+        current = {row["id"]: row for row in store.snapshot().to_pylist()}
+        hashes = _hash_all(catalog.items, max(2, threads[0]))
+        todo: list[SourceItem] = []
+        relabel: list[SourceItem] = []
+        for item in catalog.items:
+            digest = hashes[item.id]
+            if isinstance(digest, Failure):
+                report.failures.append(digest)
+                continue
+            old = current.get(item.id)
+            if old is None or old["content_hash"] != digest or old["model"] != store.identity:
+                todo.append(item)
+            elif old["path"] != item.path or any(old[k] != v for k, v in item.metadata.items()):
+                relabel.append(item)
+            else:
+                report.unchanged += 1
 
-    by_id = {item.id: item for item in todo}
-    patch_size = layout.patch_size or None
-    embedded = (_embed_local(todo, backbone, patch_size, batch_size, threads) if engine == "local"
-                else _embed_ray(todo, backbone, patch_size, batch_size, address, actors, progress))
-    bar = tqdm(total=len(todo), desc="ingesting", unit="img", disable=not progress)
-    for commit, (ids, batch) in enumerate(embedded, start=1):
-        good = [i for i, err in enumerate(batch.errors) if err is None]
-        for i, err in enumerate(batch.errors):
-            if err is not None:
-                report.failures.append(Failure(by_id[ids[i]].path, err, ids[i]))
-        if good:
-            items = [by_id[ids[i]] for i in good]
-            rows = _columns(items, [batch.hashes[i] for i in good], layout)
-            store.upsert(store.rows(rows, batch.embeddings[good],
-                                    None if batch.patches is None else batch.patches[good]))
-            for item in items:
-                if item.id in current:
-                    report.updated += 1
-                else:
-                    report.added += 1
-        if commit % OPTIMIZE_EVERY == 0:
-            store.optimize()
-        bar.update(len(ids))
-    bar.close()
+        by_id = {item.id: item for item in todo}
+        patch_size = layout.patch_size or None
+        embedded = (_embed_local(todo, backbone, patch_size, batch_size, threads) if engine == "local"
+                    else _embed_ray(todo, backbone, patch_size, batch_size, address, actors, progress))
+        bar = tqdm(total=len(todo), desc="ingesting", unit="img", disable=not progress)
+        for commit, (ids, batch) in enumerate(embedded, start=1):
+            good = [i for i, err in enumerate(batch.errors) if err is None]
+            for i, err in enumerate(batch.errors):
+                if err is not None:
+                    report.failures.append(Failure(by_id[ids[i]].path, err, ids[i]))
+            if good:
+                items = [by_id[ids[i]] for i in good]
+                rows = _columns(items, [batch.hashes[i] for i in good], layout)
+                store.upsert(store.rows(rows, batch.embeddings[good],
+                                        None if batch.patches is None else batch.patches[good]))
+                for item in items:
+                    if item.id in current:
+                        report.updated += 1
+                    else:
+                        report.added += 1
+            if commit % OPTIMIZE_EVERY == 0:
+                store.optimize()
+            bar.update(len(ids))
+        bar.close()
 
-    for i in range(0, len(relabel), batch_size):
-        report.relabelled += _relabel(store, relabel[i:i + batch_size], layout)
-    if sync:
-        wanted = {item.id for item in catalog.items}
-        report.removed = store.delete(sorted(set(current) - wanted))
-    report.indexes = store.ensure_indexes(ann_min_rows)
-    report.rows = len(store)
-    report.seconds = time.perf_counter() - start
-    return report
+        for i in range(0, len(relabel), batch_size):
+            report.relabelled += _relabel(store, relabel[i:i + batch_size], layout)
+        if sync:
+            wanted = {item.id for item in catalog.items}
+            report.removed = store.delete(sorted(set(current) - wanted))
+        report.indexes = store.ensure_indexes(ann_min_rows)
+        report.rows = len(store)
+        report.seconds = time.perf_counter() - start
+        return report
 
 
 def _columns(items: Sequence[SourceItem], hashes: Sequence[str], layout: CatalogLayout) -> dict[str, list]:

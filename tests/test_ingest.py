@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from retrieval.backbone import DEMO_MODEL, BackboneSpec, load_backbone
-from retrieval.ingest import ingest
+from retrieval.ingest import IngestBusy, ingest, ingest_lock
 from retrieval.query_encoder import ModelMismatch
 from retrieval.store import CatalogStore
 
@@ -168,3 +168,20 @@ def test_other_backbone_is_refused_until_reembedded(world, backbone, tmp_path):
     assert report.recreated and report.added == 8
     store = CatalogStore.open(db, "catalog", other.identity)
     assert set(store.snapshot(["model"])["model"].to_pylist()) == {other.identity}
+
+
+def test_a_second_ingest_into_the_same_table_is_refused(world, backbone, tmp_path):
+    folder = image_folder(world, tmp_path, 4)
+    db = tmp_path / "db"
+    command = [sys.executable, "-m", "ui.store_commands", "ingest", str(folder), "--model", backbone.spec.model,
+               "--db", str(db), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    with ingest_lock(db, "catalog"):
+        with pytest.raises(IngestBusy, match=f"pid {os.getpid()}"):
+            ingest(folder, backbone, db, progress=False)
+        busy = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert busy.returncode == 2 and f"another ingest (pid {os.getpid()})" in busy.stderr
+        assert not CatalogStore.exists(db)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(CatalogStore.open(db)) == 4

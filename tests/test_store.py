@@ -125,6 +125,20 @@ def test_ensure_indexes_is_idempotent_and_folds_in_new_rows(store):
     assert store.search(_clustered(1, seed=77)[0], k=1)[0].id == "late"
 
 
+def test_vector_index_is_retrained_once_the_catalog_doubles(store):
+    _fill(store, 300)
+    store.ensure_indexes(ann_min_rows=100)
+    assert store.vector_index().name == "embedding_ivf_300"
+    _fill(store, 500)
+    store.ensure_indexes(ann_min_rows=100)
+    assert store.vector_index().name == "embedding_ivf_300" and store.vector_index().num_unindexed_rows == 0
+    vectors = _fill(store, 700)
+    store.ensure_indexes(ann_min_rows=100)
+    vector_indexes = [ix for ix in store.table.list_indices() if ix.columns == ["embedding"]]
+    assert [ix.name for ix in vector_indexes] == ["embedding_ivf_700"]
+    assert store.search(vectors[650], k=1)[0].id == "item-650"
+
+
 def test_bad_filters_get_clear_errors(store):
     vectors = _fill(store, 20)
     with pytest.raises(BadFilter, match="colr"):

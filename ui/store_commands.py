@@ -68,7 +68,7 @@ def ingest_command(
 ) -> None:
     """Add a folder of images to the catalog: incremental, idempotent, safe to kill and rerun."""
     from retrieval.backbone import BackboneUnavailable
-    from retrieval.ingest import ENGINES, ingest
+    from retrieval.ingest import ENGINES, IngestBusy, ingest
     from retrieval.query_encoder import ModelMismatch
     from retrieval.store import LayoutMismatch
 
@@ -79,7 +79,7 @@ def ingest_command(
         backbone = _backbone(model, pretrained, db, table)
         report = ingest(folder, backbone, db, table, metadata, sync=sync, reembed=reembed, engine=engine,
                         address=address, batch_size=batch_size, patches=patches, progress=progress)
-    except (BackboneUnavailable, ModelMismatch, LayoutMismatch, FileNotFoundError) as err:
+    except (BackboneUnavailable, ModelMismatch, LayoutMismatch, FileNotFoundError, IngestBusy) as err:
         raise _fail(str(err)) from None
     typer.echo(json.dumps(report.to_dict(), indent=2, default=str) if as_json else report.summary())
 
