@@ -26,6 +26,8 @@ from training.world import ATTRIBUTES, VALUES
 
 ENV_MODEL = "CIRCHAT_LLM"
 ENV_KWARGS = "CIRCHAT_LLM_KWARGS"
+MAX_EDITS = 6
+MAX_FREE_TEXT = 3
 
 
 class Edit(BaseModel):
@@ -60,16 +62,21 @@ def system_prompt() -> str:
 
 
 def to_parsed(answer: MessageParse | Mapping[str, Any], known: Mapping[str, str]) -> Parsed:
-    """The model's answer as a ``Parsed``, every value checked against the vocabulary."""
+    """The model's answer as a ``Parsed``, every value checked against the vocabulary.
+
+    Whatever the message told the model, its answer can only become a command from ``COMMANDS`` and a
+    bounded list of edits and cleaned, length-capped free text: never filters, another session, or the log.
+    """
     answer = answer if isinstance(answer, MessageParse) else MessageParse.model_validate(answer)
     instructions: list[Instruction] = []
-    for edit in answer.edits:
+    for edit in answer.edits[:MAX_EDITS]:
         value = edit.value.strip().lower()
         if value in VALUES[edit.attribute] or value in ("shorter", "longer"):
             instructions.append(slot(edit.attribute, value, said=edit.value, known=known))
         else:
             instructions.extend(parse_rules(edit.value, known).instructions)
-    instructions.extend(Instruction.free(clean_text(t)) for t in answer.free_text if clean_text(t))
+    instructions = instructions[:MAX_EDITS]
+    instructions.extend(Instruction.free(clean_text(t)) for t in answer.free_text[:MAX_FREE_TEXT] if clean_text(t))
     command = answer.command if answer.command in COMMANDS else None
     return Parsed(command=command, instructions=instructions, source="llm")
 

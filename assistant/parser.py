@@ -89,7 +89,8 @@ FILLER = frozenset((
     "go", "got", "should", "how", "about", "what", "if", "into", "as", "see", "but", "then", "and", "or", "thanks",
     "thank", "than", "style", "one's", "length", "neckline", "neck", "cut", "shape",
 ))
-SEPARATORS = frozenset({",", ".", ";", ":", "!", "?", "and", "but", "then", "also", "plus", "&", "+", "or"})
+SEPARATORS = frozenset({",", ".", ";", ":", "!", "?", "、", "。", "and", "but", "then", "also", "plus", "&", "+",
+                        "or"})
 COMMAND_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (UNDO, re.compile(r"^(?:undo(?: that| it| the last(?: one| change)?)?|go back|back|revert(?: that)?|"
                       r"take (?:that|it) back)\b(?:$|[,.;:!-]+\s*)")),
@@ -101,7 +102,7 @@ COMMAND_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
                                r"i (?:do not|don'?t) like (?:these|those|any(?: of (?:these|them|those))?))"
                                r"\b(?:$|[,.;:!-]+\s*)")),
 )
-TOKEN = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*|[,.;:!?&+]")
+TOKEN = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*|[,.;:!?&+、。]|[\u2600-\u27bf\U0001f000-\U0001faff]")
 
 
 @dataclass
@@ -116,7 +117,7 @@ class Parsed:
 
 def clean_text(text: str, max_chars: int = MAX_CHARS) -> str:
     """User text, normalised and length-capped, control characters removed."""
-    text = unicodedata.normalize("NFKC", text or "")
+    text = unicodedata.normalize("NFKC", (text or "")[: max_chars * 4])
     text = text.replace("\u2019", "'").replace("\u2018", "'")
     text = "".join(ch if ch.isprintable() else " " for ch in text)
     return re.sub(r"\s+", " ", text).strip()[:max_chars]

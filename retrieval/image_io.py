@@ -2,16 +2,18 @@
 
 Untrusted bytes go in; a fresh RGB image with no metadata comes out, or
 ``ImageRejected`` says why not. The format is recognised from the content (the
-file name is never trusted), Pillow's decompression-bomb check is an error
-rather than a warning, EXIF orientation is applied, animated images give their
-first frame, and every colour mode ends as 8-bit RGB with transparency
-composited on white.
+file name is never trusted); size limits on bytes, pixels and sides are checked
+from the header before any pixel is decoded (so decompression bombs never
+allocate), a per-image time limit bounds the wait, EXIF orientation is applied,
+animated images give their first frame, and every colour mode ends as 8-bit RGB
+with transparency composited on white.
 """
 
 from __future__ import annotations
 
 import io
-import warnings
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 MAX_BYTES = 32 * 1024 * 1024
 MAX_PIXELS = 40_000_000
+MAX_SIDE = 20_000
+DECODE_SECONDS = 10.0
 BACKGROUND = (255, 255, 255)
 _WIDE_INTEGER_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
@@ -48,14 +52,33 @@ def read_limited(path: Path, max_bytes: int = MAX_BYTES) -> bytes:
         raise ImageRejected(f"cannot read file ({err.strerror or err})", str(path)) from None
 
 
-def load_image(source: str | Path | bytes, *, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode ``source`` (a path or the file's bytes) into a clean RGB image, or raise ``ImageRejected``."""
+_decoders = ThreadPoolExecutor(max_workers=4, thread_name_prefix="circhat-decode")
+
+
+def load_image(source: str | Path | bytes, *, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS,
+               timeout: float | None = DECODE_SECONDS) -> Image.Image:
+    """Decode ``source`` (a path or the file's bytes) into a clean RGB image, or raise ``ImageRejected``.
+
+    ``timeout`` bounds how long the caller waits for one image; a decode still running then is abandoned
+    (it finishes in the background, bounded by ``max_pixels``) and the image is rejected.
+    """
     name = None if isinstance(source, bytes | bytearray) else str(source)
     data = bytes(source) if name is None else read_limited(Path(source), max_bytes)
     if len(data) > max_bytes:
         raise ImageRejected(f"file is {len(data)} bytes, over the {max_bytes}-byte limit", name)
     if not data:
         raise ImageRejected("file is empty", name)
+    if timeout is None:
+        return _checked_decode(data, max_pixels, name)
+    future = _decoders.submit(_checked_decode, data, max_pixels, name)
+    try:
+        return future.result(timeout=timeout)
+    except FutureTimeout:
+        future.cancel()
+        raise ImageRejected(f"decoding took longer than the {timeout:g} s limit", name) from None
+
+
+def _checked_decode(data: bytes, max_pixels: int, name: str | None) -> Image.Image:
     try:
         return _decode(data, max_pixels)
     except ImageRejected as err:
@@ -69,22 +92,22 @@ def load_image(source: str | Path | bytes, *, max_bytes: int = MAX_BYTES, max_pi
 
 
 def _decode(data: bytes, max_pixels: int) -> Image.Image:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-        except UnidentifiedImageError:
-            raise ImageRejected(f"not a supported image format (allowed: {', '.join(ALLOWED_FORMATS)})") from None
-        width, height = image.size
-        if width < 1 or height < 1:
-            raise ImageRejected(f"image has no pixels ({width}x{height})")
-        if width * height > max_pixels:
-            raise ImageRejected(f"decompression bomb refused: {width}x{height} pixels is over the "
-                                f"{max_pixels}-pixel limit")
-        if getattr(image, "n_frames", 1) > 1:
-            image.seek(0)
-        image.load()
-        image = ImageOps.exif_transpose(image)
+    try:
+        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError:
+        raise ImageRejected(f"not a supported image format (allowed: {', '.join(ALLOWED_FORMATS)})") from None
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageRejected(f"image has no pixels ({width}x{height})")
+    if max(width, height) > MAX_SIDE:
+        raise ImageRejected(f"image is {width}x{height}: a side is over the {MAX_SIDE}-pixel limit")
+    if width * height > max_pixels:
+        raise ImageRejected(f"decompression bomb refused: {width}x{height} pixels is over the "
+                            f"{max_pixels}-pixel limit")
+    if getattr(image, "n_frames", 1) > 1:
+        image.seek(0)
+    image.load()
+    image = ImageOps.exif_transpose(image)
     rgb = _to_rgb(image)
     return Image.frombytes("RGB", rgb.size, rgb.tobytes())
 
