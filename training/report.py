@@ -1,7 +1,17 @@
-"""Renders a benchmark's JSON into BENCHMARKS.md tables and matplotlib plots."""
+"""Renders a benchmark's JSON into BENCHMARKS.md tables and matplotlib plots.
+
+BENCHMARKS.md is the composed-retrieval report (from ``docs/benchmarks/cir.json``)
+followed by the reports other benchmark commands write beside it (store scale,
+learning from use, server load), so every figure lives in one file while each
+command reruns only its own part:
+
+    python -m training.report      # re-render BENCHMARKS.md from the JSON and .md files already there
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import matplotlib
@@ -10,6 +20,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 KS = (1, 5, 10, 50)
+INCLUDED = (("store.md", "python -m training.bench_store --sizes 10000,100000,1000000"),
+            ("learning.md", "python -m training.bench_learning"),
+            ("load.md", "python -m ui.bench_load"))
+STAGE2_BUDGET_S = 120.0
 
 
 def _recall_table(rows: dict[str, dict], set_name: str, image: bool = False) -> list[str]:
@@ -80,6 +94,13 @@ def write_report(results: dict, out_dir: Path, markdown: Path, command: str) -> 
         f"image. Two-stage = stage 1 (patch injection + soft alignment) + stage 2 on "
         f"{config['main_triplets']} clean synthetic triplets. {config['eval_queries']} queries per set.",
         "",
+        "## Acceptance checks (issue 3)",
+        "",
+        "| check | target | measured | met |",
+        "|---|---|---|---|",
+        *[f"| {name} | {target} | {measured} | {'yes' if met else '**no**'} |"
+          for name, target, measured, met in acceptance(results)],
+        "",
         "## Methods",
     ]
     methods = results["methods"]
@@ -111,4 +132,57 @@ def write_report(results: dict, out_dir: Path, markdown: Path, command: str) -> 
             lines.append(f"| {name} | {metric} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
     lines += ["", "## Wall time of each training phase (this run)", "", "| phase | seconds |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in results["timings_s"].items()]
+    lines += included_sections(out_dir)
     markdown.write_text("\n".join(lines) + "\n")
+
+
+def acceptance(results: dict) -> list[tuple[str, str, str, bool]]:
+    """Issue 3's acceptance targets, each as (check, target, measured, met), from one benchmark run."""
+    held = {name: sets["2-attr held-out"] for name, sets in results["methods"].items()}
+    ours = held["two-stage (ours)"]
+    sum_r1, p2w_r1 = held["image + text (sum)"]["R@1"], held["Pic2Word-style (single stage)"]["R@1"]
+    beats = all(ours[m] > held[name][m] for name in held if name != "two-stage (ours)" for m in ("R@1", "R@10"))
+    curve = results["data_efficiency"]
+    clean = {int(n): v["2-attr held-out"] for n, v in curve["clean"].items()}
+    noisy = {int(n): v["2-attr held-out"] for n, v in curve["noisy"].items()}
+    top = max(clean)
+    ratio_500 = clean[500]["R@10"] / clean[top]["R@10"] if 500 in clean and clean[top]["R@10"] else 0.0
+    noisy_ratio = min(noisy[n]["R@10"] / clean[n]["R@10"] for n in noisy if n and clean.get(n, {}).get("R@10"))
+    turn3 = results["multi_turn"]["two-stage (ours), from first"]["success@10"][2]
+    stage2_s = next((v for k, v in results["timings_s"].items() if k.startswith("stage 2: two-stage")), float("nan"))
+    return [
+        ("two-stage beats every baseline, 2-attr held-out R@1 and R@10", "all", "yes" if beats else "no", beats),
+        ("R@1 gain over sum, 2-attr held-out", "≥ 20 points", f"{ours['R@1'] - sum_r1:+.1f}",
+         ours["R@1"] - sum_r1 >= 20),
+        ("R@1 over Pic2Word-style, 2-attr held-out", "≥ 2×",
+         f"{ours['R@1'] / p2w_r1:.2f}×" if p2w_r1 else "∞", not p2w_r1 or ours["R@1"] >= 2 * p2w_r1),
+        (f"500 triplets vs {top}, 2-attr held-out R@10", "≥ 90%", f"{ratio_500:.0%}", ratio_500 >= 0.9),
+        ("noisy vs clean R@10 (worst size)", "≥ 90%", f"{noisy_ratio:.0%}", noisy_ratio >= 0.9),
+        ("multi-turn success@10 by turn 3 (from first)", "≥ 95%", f"{turn3:.1f}%", turn3 >= 95),
+        ("stage 2 on 1000 triplets, CPU", f"≤ {STAGE2_BUDGET_S:.0f} s", f"{stage2_s:.0f} s",
+         stage2_s <= STAGE2_BUDGET_S),
+    ]
+
+
+def included_sections(out_dir: Path) -> list[str]:
+    """The other benchmark reports, headings demoted one level, or a note of the command that makes each."""
+    lines: list[str] = []
+    for name, command in INCLUDED:
+        path = out_dir / name
+        if path.exists():
+            text = re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", path.read_text(), flags=re.MULTILINE)
+            text = re.sub(r"\]\((?!docs/|https?:|/)([^)]+\.(?:png|json|svg))\)", rf"]({out_dir.as_posix()}/\1)", text)
+            lines += ["", text.rstrip()]
+        else:
+            lines += ["", f"## {name.removesuffix('.md')} benchmark", "", f"Not measured yet: `{command}`."]
+    return lines
+
+
+def main(out_dir: Path = Path("docs/benchmarks"), markdown: Path = Path("BENCHMARKS.md")) -> None:
+    """Re-render BENCHMARKS.md from the saved JSON (no training)."""
+    results = json.loads((out_dir / "cir.json").read_text())
+    write_report(results, out_dir, markdown, results.get("command", "./run.sh bench"))
+
+
+if __name__ == "__main__":
+    main()
