@@ -8,6 +8,7 @@ from the seed; wall times depend on the machine and are reported as measured.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -102,6 +103,7 @@ def run_benchmark(config: BenchConfig, out_dir: Path, data_dir: Path | None = No
                   progress: bool = True) -> dict:
     """Train every method and ablation once and evaluate all of them on the same queries."""
     torch.manual_seed(config.seed)
+    load_at_start = round(os.getloadavg()[0], 2)
     bench = Bench(config, data_dir, progress)
     s1, s2 = config.stage1, config.stage2
     main_triplets = bench.pool_clean[:config.main_triplets]
@@ -155,7 +157,8 @@ def run_benchmark(config: BenchConfig, out_dir: Path, data_dir: Path | None = No
     results["backbone"] = bench.backbone_metrics
     results["config"] = asdict(config)
     results["machine"] = {"platform": platform.platform(), "cpus": torch.get_num_threads(),
-                          "device": "cuda" if torch.cuda.is_available() else "cpu"}
+                          "device": "cuda" if torch.cuda.is_available() else "cpu",
+                          "load_avg_start": load_at_start, "load_avg_end": round(os.getloadavg()[0], 2)}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "cir.json").write_text(json.dumps(results, indent=2, default=_json) + "\n")
     return results
