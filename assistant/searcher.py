@@ -46,7 +46,10 @@ class Searcher(Protocol):
 
 
 def model_version(encoder: QueryEncoder) -> str:
-    """Backbone identity plus a digest of the composer's config: which model produced a logged query."""
+    """Which model produced a logged query: the registry's version id (``training.registry``) when the
+    checkpoint came from the registry, else the backbone identity plus a digest of the composer's config."""
+    if encoder.meta.get("registry_version"):
+        return str(encoder.meta["registry_version"])
     if encoder.mapper is None:
         return f"{encoder.backbone.identity}+no-composer"
     created = str(encoder.meta.get("created", ""))

@@ -2,7 +2,10 @@
 
 Each append takes an exclusive ``flock`` on the log file, repairs a torn last
 line a killed writer may have left (so it cannot swallow the new record), writes
-the whole record as one line, then ``flush`` + ``os.fsync``. Readers take no lock
+the whole record as one line, then ``flush`` + ``os.fsync``. Retention
+(``assistant.log_retention``) rewrites the file by temp + fsync + rename under
+the same lock, so after taking the lock an appender checks that its fd is still
+the file at the path and reopens if not. Readers take no lock
 and skip a line that is not yet complete, so the log can be read, exported and
 summarised while the app writes to it. Session ids are stored only as salted
 hashes; an uploaded reference is stored as its content hash, and a copy of the
@@ -79,6 +82,73 @@ def _fsync_write(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def json_line(record: Mapping[str, Any]) -> bytes:
+    """One record as one compact JSON line."""
+    line = (json.dumps(record, ensure_ascii=False, separators=(",", ":"), sort_keys=True) + "\n").encode()
+    if b"\n" in line[:-1]:
+        raise ValueError("a record must serialise to a single line")
+    return line
+
+
+def lock_current(path: Path, create: bool = True) -> int | None:
+    """An fd on the file now at ``path``, exclusively ``flock``ed (None if absent and not ``create``).
+
+    A rewrite (prune, delete) replaces the file by rename while holding this lock,
+    so a writer that waited on the old inode must notice and reopen, or its
+    append would land in a file no one reads.
+    """
+    flags = os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0)
+    while True:
+        try:
+            fd = os.open(path, flags, 0o640)
+        except FileNotFoundError:
+            if create:
+                raise
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held = os.fstat(fd)
+            try:
+                now = os.stat(path)
+            except FileNotFoundError:
+                now = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if now is not None and (now.st_ino, now.st_dev) == (held.st_ino, held.st_dev):
+            return fd
+        os.close(fd)
+
+
+def fsync_dir(folder: Path) -> None:
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def append_line(path: Path, line: bytes, durable: bool) -> None:
+    """Append one complete line under the lock, closing off a torn last line first; ``durable`` fsyncs."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created = not path.exists()
+    fd = lock_current(path)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        view = memoryview(line)
+        while view:
+            view = view[os.write(fd, view):]
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created and durable:
+        fsync_dir(path.parent)
+
+
 @dataclass
 class TripletLog:
     """An append-only JSON-lines file of picks, with a folder for consented upload copies beside it."""
@@ -97,29 +167,7 @@ class TripletLog:
 
     def append(self, record: Mapping[str, Any]) -> None:
         """Append one record durably; returns only once it is on disk."""
-        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":"), sort_keys=True) + "\n").encode()
-        if b"\n" in line[:-1]:
-            raise ValueError("a record must serialise to a single line")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        created = not self.path.exists()
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                line = b"\n" + line
-            view = memoryview(line)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if created:
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        append_line(self.path, json_line(record), durable=True)
 
     def store_upload(self, sha256: str, png: bytes) -> str:
         """Keep a consented copy of an uploaded reference (already sanitised); returns its path relative to the log."""
@@ -133,8 +181,13 @@ class TripletLog:
 
     def record(self, event: PickEvent, session_id: str, model_version: str,
                upload_png: bytes | None = None, consent: bool = False) -> dict[str, Any]:
-        """Build the log record for a pick (storing the upload copy first, when consented) and append it."""
+        """Build the log record for a pick (storing the upload copy first, when consented) and append it.
+
+        The copy is checked again after the append: a retention run that got the
+        lock in between saw no record naming it and removed it as unreferenced.
+        """
         reference: dict[str, Any] | None = None
+        stored: str | None = None
         ref = event.reference
         if ref is not None and ref.kind == "catalog":
             reference = {"kind": "catalog", "id": ref.key}
@@ -157,6 +210,8 @@ class TripletLog:
             "model": model_version,
         }
         self.append(record)
+        if stored is not None:
+            self.store_upload(ref.key, upload_png)
         return record
 
     def read(self) -> Iterator[dict[str, Any]]:

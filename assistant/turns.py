@@ -9,14 +9,17 @@ is on disk.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from assistant.conversation import Conversation, ShownItem
+from assistant.log_retention import Retention, delete_session
 from assistant.parser import NONE_OF_THESE, START_OVER, UNDO, Parsed, RuleParser, clean_text
 from assistant.searcher import Searcher
 from assistant.triplet_log import TripletLog
+from assistant.turn_log import TurnLog, turn_log_path
 from assistant.uploads import UploadStore
 from retrieval.image_io import ImageRejected
 from retrieval.search import ReferenceNotFound
@@ -24,6 +27,7 @@ from retrieval.store import BadFilter, where_clause
 
 Progress = Callable[[float, str], Any]
 DEFAULT_K = 12
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,15 +71,29 @@ def _quiet(_fraction: float, _desc: str) -> None:
 
 
 class Assistant:
-    """Runs turns for many conversations against one searcher, parser, upload store and triplet log."""
+    """Runs turns for many conversations against one searcher, parser, upload store and triplet log.
+
+    Each search turn is also counted in a turn log (by default ``turns.jsonl``
+    beside the triplet log), so the shop's figures include sessions that never picked.
+    """
 
     def __init__(self, searcher: Searcher, parser: Any = None, log: TripletLog | None = None,
-                 uploads: UploadStore | None = None, k: int = DEFAULT_K):
+                 uploads: UploadStore | None = None, k: int = DEFAULT_K, turn_log: TurnLog | None = None):
         self.searcher = searcher
         self.parser = parser or RuleParser()
         self.log = log
         self.uploads = uploads or UploadStore()
         self.k = k
+        if turn_log is None and log is not None:
+            turn_log = TurnLog(turn_log_path(log.path), log.salt)
+        self.turn_log = turn_log
+
+    def forget(self, conv: Conversation) -> Retention | None:
+        """Delete this session's picks, turns and the upload copies only its picks named (“Delete my data”)."""
+        if self.log is None:
+            return None
+        turns = self.turn_log.path if self.turn_log is not None else None
+        return delete_session(self.log.path, conv.session_id, self.log.salt, turns)
 
     def start(self, session_id: str) -> Conversation:
         return Conversation(session_id=session_id)
@@ -106,7 +124,7 @@ class Assistant:
         """Search again with the same state, e.g. after the filters changed."""
         if not conv.searchable:
             return self._reply(conv, "Filters set; tell me what you are looking for.")
-        return self._search_reply(conv, filters, progress, self._results_message)
+        return self._search_reply(conv, filters, progress, self._results_message, "refresh")
 
     def pick(self, conv: Conversation, item_id: str, filters: Filters = Filters(), consent: bool = False,
              progress: Progress = _quiet) -> Reply:
@@ -132,7 +150,7 @@ class Assistant:
         saved_note = " and saved it" if record is not None else ""
         reply = self._search_reply(conv, filters, progress, lambda n: (
             f"You picked {name} (rank {item.rank}){saved_note}. It is now the reference: tell me what to change "
-            f"(e.g. “make it blue”, “shorter sleeves”). Here are {n} similar items."))
+            f"(e.g. “make it blue”, “shorter sleeves”). Here are {n} similar items."), "pick")
         reply.logged = record
         return reply
 
@@ -156,7 +174,7 @@ class Assistant:
             notes.append("Passing " + ", ".join(f"“{t}”" for t in free) + " to the model as free text.")
         reply = self._search_reply(conv, filters, progress, lambda n: " ".join(
             [*notes, f"Here are {n} items for {conv.describe().removeprefix('searching for: ')}.",
-             "Click one to pick it."]))
+             "Click one to pick it."]), parsed.command or "message")
         if not reply.ok:
             _restore(conv, saved)
             reply.state_line, reply.chips = conv.describe(), conv.chips()
@@ -166,7 +184,7 @@ class Assistant:
         return f"Here are {n} items with the new filters."
 
     def _search_reply(self, conv: Conversation, filters: Filters, progress: Progress,
-                      message: Callable[[int], str]) -> Reply:
+                      message: Callable[[int], str], action: str) -> Reply:
         reference, instructions = conv.query()
         where = filters.where()
         progress(0.5, "searching the catalog")
@@ -177,11 +195,21 @@ class Assistant:
         shown = [ShownItem(h.id, rank, float(h.score), h.path, dict(h.metadata))
                  for rank, h in enumerate(results.hits, start=1)]
         conv.record_results(results.query, results.mode, where, shown)
+        self._log_turn(conv, len(shown), action, results.mode)
         progress(1.0, "done")
         text = message(len(shown)) if shown else "Nothing in the catalog matches these filters; try loosening them."
         if results.note:
             text += f" (Note: {results.note}.)"
         return Reply(text, shown, conv.describe(), conv.chips(), results.query, results.mode)
+
+    def _log_turn(self, conv: Conversation, results: int, action: str, mode: str | None) -> None:
+        """Statistics only: a turn log that cannot be written must not cost the shopper the answer."""
+        if self.turn_log is None:
+            return
+        try:
+            self.turn_log.record(conv.session_id, self.searcher.model_version, conv.turns, results, action, mode)
+        except OSError as err:
+            logger.warning("turn log %s not written: %s", self.turn_log.path, err)
 
     def _reply(self, conv: Conversation, message: str, ok: bool = True) -> Reply:
         return Reply(message, list(conv.shown), conv.describe(), conv.chips(), conv.last_query, conv.last_mode,

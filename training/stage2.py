@@ -4,6 +4,12 @@ The mapper and the backbone are frozen; each step encodes "a photo of * , <edits
 for a batch of triplets and asks it to find its target among the batch's other
 targets and, per triplet, a few mined hard negatives: catalog images that differ
 from the target in exactly one attribute (first the edit left undone).
+
+The loop reads its catalog through ``Stage2Features`` (row-indexed pooled
+embeddings, patch tokens and target labels), so the demo world's cached
+features and a LanceDB catalog's stored rows (``training.finetune``) train the
+same way; ``continue_stage2`` resumes from a checkpoint's adapters instead of
+adding fresh ones.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -21,10 +28,22 @@ from tqdm import tqdm
 from retrieval.adapters import AdapterConfig, add_text_adapters
 from retrieval.backbone import Backbone
 from retrieval.mapper import Mapper
+from retrieval.pseudo_token import text_tower
 from retrieval.query_encoder import QueryEncoder
-from training.features import WorldFeatures
 from training.triplets import EDITABLE, Triplet
 from training.world import VALUES, Combo
+
+
+class Stage2Features(Protocol):
+    """What stage 2 reads of a catalog; row i of each belongs to the same item (``WorldFeatures`` is one).
+
+    ``patches`` needs only ``patches[rows]`` for an array of rows; ``combo_keys`` labels each row's
+    target: rows with the same key are all correct answers, so they are never used as each other's negatives.
+    """
+
+    pooled: torch.Tensor
+    patches: Any
+    combo_keys: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -56,7 +75,7 @@ def one_attribute_neighbours(target: Combo, reference: Combo) -> list[str]:
     return undone + others
 
 
-def mine_hard_negatives(triplets: list[Triplet], features: WorldFeatures, rows: np.ndarray, k: int,
+def mine_hard_negatives(triplets: list[Triplet], features: Stage2Features, rows: np.ndarray, k: int,
                         seed: int) -> np.ndarray:
     """(len(triplets), k) catalog rows, each differing from its triplet's target in one attribute."""
     rng = np.random.default_rng(seed)
@@ -76,15 +95,47 @@ def mine_hard_negatives(triplets: list[Triplet], features: WorldFeatures, rows: 
     return out
 
 
-def train_stage2(backbone: Backbone, mapper: Mapper, features: WorldFeatures, triplets: list[Triplet],
+def train_stage2(backbone: Backbone, mapper: Mapper, features: Stage2Features, triplets: list[Triplet],
                  rows: np.ndarray, config: Stage2Config = Stage2Config(),
                  progress: bool = True) -> tuple[QueryEncoder, dict]:
     """Add adapters to ``backbone.model`` and train them on ``triplets``; negatives come from ``rows``."""
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    device = backbone.device
     encoder = QueryEncoder(backbone, mapper, config.adapter, meta={"stage2": {"triplets": len(triplets)}})
     params = add_text_adapters(backbone.model, config.adapter)
+    negatives = mine_hard_negatives(triplets, features, rows, config.hard_negatives, config.seed) \
+        if config.hard_negatives else np.zeros((len(triplets), 0), dtype=np.int64)
+    stats = fit_adapters(encoder, params, features, triplets, negatives, config, progress)
+    encoder.meta["stage2"] |= {"seconds": stats["seconds"], "steps": config.steps}
+    return encoder, stats
+
+
+def adapter_parameters(encoder: QueryEncoder) -> list[torch.nn.Parameter]:
+    """The LoRA weights already in the encoder's text tower (loaded from a checkpoint or trained here)."""
+    params = [p for name, p in text_tower(encoder.backbone.model).transformer.named_parameters() if "lora_" in name]
+    if encoder.adapter is None or not params:
+        raise ValueError("this encoder has no stage-2 adapters to continue from")
+    return params
+
+
+def continue_stage2(encoder: QueryEncoder, features: Stage2Features, triplets: list[Triplet],
+                    negatives: np.ndarray, config: Stage2Config = Stage2Config(),
+                    progress: bool = True) -> dict:
+    """Keep training the encoder's own adapters (mapper frozen) on ``triplets``; ``negatives`` are catalog rows."""
+    torch.manual_seed(config.seed)
+    return fit_adapters(encoder, adapter_parameters(encoder), features, triplets, negatives, config, progress)
+
+
+def fit_adapters(encoder: QueryEncoder, params: list[torch.nn.Parameter], features: Stage2Features,
+                 triplets: list[Triplet], negatives: np.ndarray, config: Stage2Config,
+                 progress: bool = True) -> dict:
+    """The stage-2 loop: each query must find its target among the batch's targets and its own negatives."""
+    if not triplets:
+        raise ValueError("stage 2 needs at least one triplet")
+    rng = np.random.default_rng(config.seed)
+    backbone = encoder.backbone
+    device = backbone.device
+    for p in params:
+        p.requires_grad_(True)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * s / config.steps)))
@@ -94,8 +145,7 @@ def train_stage2(backbone: Backbone, mapper: Mapper, features: WorldFeatures, tr
     target_keys = features.combo_keys[target_rows]
     with torch.no_grad():
         tokens = encoder.reference_tokens(features.pooled[ref_rows], features.patches[ref_rows])
-    negatives = mine_hard_negatives(triplets, features, rows, config.hard_negatives, config.seed) \
-        if config.hard_negatives else np.zeros((len(triplets), 0), dtype=np.int64)
+    negatives = np.asarray(negatives, dtype=np.int64).reshape(len(triplets), -1)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
 
     backbone.model.train()
@@ -120,5 +170,4 @@ def train_stage2(backbone: Backbone, mapper: Mapper, features: WorldFeatures, tr
     for p in params:
         p.requires_grad_(False)
     seconds = time.perf_counter() - start
-    encoder.meta["stage2"] |= {"seconds": round(seconds, 1), "steps": config.steps}
-    return encoder, {"seconds": round(seconds, 1), "steps": config.steps, "triplets": len(triplets)}
+    return {"seconds": round(seconds, 1), "steps": config.steps, "triplets": len(triplets)}

@@ -4,17 +4,20 @@ All behaviour lives in ``assistant.turns.Assistant``; this module only turns its
 replies into widgets. Each browser session keeps its own ``Session`` in a
 ``gr.State``, so two shoppers never see each other's conversation. Every action
 is also a named API endpoint (``/send``, ``/pick``, ``/undo``, ``/start_over``,
-``/none_of_these``, ``/refresh``, ``/shortlist_add``, ``/shortlist_export``) for
-``gradio_client``.
+``/none_of_these``, ``/refresh``, ``/shortlist_add``, ``/shortlist_export``,
+``/delete_my_data``, ``/stats``) for ``gradio_client``. A second tab shows the
+shop's figures (``ui.stats_tab``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import html
+import os
 import secrets
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from assistant.conversation import Conversation, ShownItem
 from assistant.parser import NONE_OF_THESE, START_OVER, UNDO
 from assistant.turns import Assistant, Filters, Reply
 from retrieval.image_io import MAX_BYTES
+from ui.stats_tab import stats_tab
 
 ANY = "any"
 PROGRESS = gr.Progress()
@@ -52,6 +56,7 @@ class Session:
 
     conv: Conversation
     chat: list[dict[str, Any]] = field(default_factory=list)
+    deleted_picks: int = 0
 
 
 def card_caption(item: ShownItem) -> str:
@@ -95,6 +100,24 @@ def write_shortlist_csv(conv: Conversation) -> str:
         return f.name
 
 
+def discard_original_upload(path: str) -> None:
+    """Delete the shopper's original file from Gradio's upload folder once it has been read.
+
+    The original carries its EXIF and GPS metadata; from here on only the
+    sanitised copy is used. Paths outside Gradio's upload folder are never touched.
+    """
+    from gradio.utils import get_upload_folder
+
+    folder = os.path.realpath(get_upload_folder())
+    real = os.path.realpath(path)
+    if real == folder or os.path.commonpath([folder, real]) != folder:
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(real)
+        if os.path.dirname(real) != folder:
+            os.rmdir(os.path.dirname(real))
+
+
 def _csv_safe(value: Any) -> Any:
     """Catalog text that a spreadsheet would run as a formula is prefixed with a quote."""
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
@@ -125,7 +148,7 @@ def build_app(assistant: Assistant, categories: Sequence[str] = (), max_price: f
         shown = reply.shown if reply is not None else conv.shown
         gallery = gr.Gallery(value=[(s.path, card_caption(s)) for s in shown], selected_index=None)
         reference = conv.reference.path if conv.reference is not None else None
-        picks = len(conv.picks)
+        picks = len(conv.picks) - session.deleted_picks
         status = (f"**{picks} pick{'s' if picks != 1 else ''} saved** this session" if picks else
                   "No picks yet: click a result to pick it.")
         details = reply.details() if reply is not None else {}
@@ -145,6 +168,8 @@ def build_app(assistant: Assistant, categories: Sequence[str] = (), max_price: f
         if isinstance(image, dict):
             image = image.get("path")
         reply = assistant.say(session.conv, text, image, filters(category, price), progress_fn(progress))
+        if image:
+            discard_original_upload(str(image))
         if image and reply.ok and session.conv.reference is not None:
             session.chat.append({"role": "user", "content": {"path": session.conv.reference.path}})
         if text.strip() or (image and not reply.ok):
@@ -207,6 +232,20 @@ def build_app(assistant: Assistant, categories: Sequence[str] = (), max_price: f
         session = session_of(session, request)
         return gr.File(value=write_shortlist_csv(session.conv), visible=True)
 
+    def delete_my_data(session: Session | None, request: gr.Request) -> tuple:
+        """Delete this session's saved picks, search-turn records and kept photo copies from the logs."""
+        session = session_of(session, request)
+        done = assistant.forget(session.conv)
+        session.deleted_picks = len(session.conv.picks)
+        if done is None:
+            message = "This app saves nothing, so there was nothing to delete."
+        else:
+            message = (f"**Deleted** {done.picks.removed} saved pick(s), {done.turns.removed} search record(s) and "
+                       f"{len(done.uploads_removed)} kept photo(s) of this session. You can go on searching; new "
+                       "picks are saved again.")
+        gr.Info(message.replace("**", ""))
+        return message, session
+
     def clear_chat(session: Session | None, request: gr.Request) -> Session:
         """The chat's clear button empties the transcript; the search state stays (use “Start over”)."""
         session = session_of(session, request)
@@ -215,44 +254,52 @@ def build_app(assistant: Assistant, categories: Sequence[str] = (), max_price: f
 
     with gr.Blocks(title=title, analytics_enabled=False) as demo:
         state = gr.State(None, time_to_live=6 * 3600)
-        gr.Markdown(f"## {html.escape(title)}\n{INTRO}")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=5, min_width=360):
-                chatbot = gr.Chatbot(label="Chat", elem_id="chat", height=400, feedback_options=None,
-                                     group_consecutive_messages=False, buttons=["copy_all"])
-                msg = gr.MultimodalTextbox(elem_id="msg", file_types=["image"], file_count="single",
-                                           placeholder="Describe it, or upload a photo… (e.g. “make it blue”)",
-                                           show_label=False, sources=["upload"], max_plain_text_length=400)
-                with gr.Row():
-                    undo_btn = gr.Button("↶ Undo", elem_id="undo", size="sm")
-                    reset_btn = gr.Button("Start over", elem_id="start-over", size="sm")
-                    reject_btn = gr.Button("None of these", elem_id="none-of-these", size="sm")
-                chips = gr.HTML(chips_html(Conversation("")), elem_id="state", label="Searching for")
-                consent = gr.Checkbox(False, label="Keep my uploaded photo with my picks (helps train the model)",
-                                      elem_id="consent")
-                status = gr.Markdown("No picks yet: click a result to pick it.", elem_id="status", label="Picks")
-            with gr.Column(scale=7, min_width=420):
-                with gr.Row():
-                    category = gr.Dropdown([ANY, *categories], value=ANY, label="Category", elem_id="category")
-                    price = (gr.Slider(0, price_ceiling, value=price_ceiling, step=1, label="Max price",
-                                       elem_id="max-price") if price_ceiling else gr.Number(None, visible=False))
-                gallery = gr.Gallery(label="Results: click one to pick it", elem_id="results", columns=4,
-                                     height=480, allow_preview=False, object_fit="contain", buttons=[])
-                with gr.Row(equal_height=False):
-                    reference = gr.Image(label="Current reference", elem_id="reference", type="filepath",
-                                         interactive=False, height=160, buttons=[])
-                    with gr.Column():
-                        shortlist_btn = gr.Button("★ Add reference to shortlist", elem_id="shortlist-add", size="sm")
-                        export_btn = gr.Button("Export shortlist (CSV)", elem_id="shortlist-export", size="sm")
-                        export_file = gr.File(label="Shortlist CSV", elem_id="shortlist-file", interactive=False,
-                                              visible=False)
-                shortlist = gr.Dataframe(headers=list(SHORTLIST_COLUMNS), value=[], label="Shortlist",
-                                         elem_id="shortlist", interactive=False, wrap=True)
-                with gr.Accordion("Details and pick by id", open=False):
-                    details = gr.JSON(label="Last reply", elem_id="details")
+        gr.Markdown(f"## {html.escape(title)}\n{INTRO}\n\n<small>Model version: "
+                    f"<code>{html.escape(str(assistant.searcher.model_version))}</code></small>",
+                    elem_id="model-version")
+        with gr.Tabs(elem_id="tabs"):
+            with gr.Tab("Assistant", id="assistant", elem_id="assistant-tab"), gr.Row(equal_height=False):
+                with gr.Column(scale=5, min_width=360):
+                    chatbot = gr.Chatbot(label="Chat", elem_id="chat", height=400, feedback_options=None,
+                                         group_consecutive_messages=False, buttons=["copy_all"])
+                    msg = gr.MultimodalTextbox(
+                        elem_id="msg", file_types=["image"], file_count="single", show_label=False,
+                        placeholder="Describe it, or upload a photo… (e.g. “make it blue”)", sources=["upload"],
+                        max_plain_text_length=400)
                     with gr.Row():
-                        pick_id = gr.Textbox(label="Item id", elem_id="pick-id", scale=3)
-                        pick_btn = gr.Button("Pick", elem_id="pick", scale=1)
+                        undo_btn = gr.Button("↶ Undo", elem_id="undo", size="sm")
+                        reset_btn = gr.Button("Start over", elem_id="start-over", size="sm")
+                        reject_btn = gr.Button("None of these", elem_id="none-of-these", size="sm")
+                    chips = gr.HTML(chips_html(Conversation("")), elem_id="state", label="Searching for")
+                    consent = gr.Checkbox(False, label="Keep my uploaded photo with my picks (helps train the model)",
+                                          elem_id="consent")
+                    forget_btn = gr.Button("Delete my data", elem_id="delete-my-data", size="sm", variant="stop")
+                    status = gr.Markdown("No picks yet: click a result to pick it.", elem_id="status", label="Picks")
+                with gr.Column(scale=7, min_width=420):
+                    with gr.Row():
+                        category = gr.Dropdown([ANY, *categories], value=ANY, label="Category", elem_id="category")
+                        price = (gr.Slider(0, price_ceiling, value=price_ceiling, step=1, label="Max price",
+                                           elem_id="max-price") if price_ceiling else gr.Number(None, visible=False))
+                    gallery = gr.Gallery(label="Results: click one to pick it", elem_id="results", columns=4,
+                                         height=480, allow_preview=False, object_fit="contain", buttons=[])
+                    with gr.Row(equal_height=False):
+                        reference = gr.Image(label="Current reference", elem_id="reference", type="filepath",
+                                             interactive=False, height=160, buttons=[])
+                        with gr.Column():
+                            shortlist_btn = gr.Button("★ Add reference to shortlist", elem_id="shortlist-add",
+                                                      size="sm")
+                            export_btn = gr.Button("Export shortlist (CSV)", elem_id="shortlist-export", size="sm")
+                            export_file = gr.File(label="Shortlist CSV", elem_id="shortlist-file", interactive=False,
+                                                  visible=False)
+                    shortlist = gr.Dataframe(headers=list(SHORTLIST_COLUMNS), value=[], label="Shortlist",
+                                             elem_id="shortlist", interactive=False, wrap=True)
+                    with gr.Accordion("Details and pick by id", open=False):
+                        details = gr.JSON(label="Last reply", elem_id="details")
+                        with gr.Row():
+                            pick_id = gr.Textbox(label="Item id", elem_id="pick-id", scale=3)
+                            pick_btn = gr.Button("Pick", elem_id="pick", scale=1)
+            stats_tab(assistant.log.path if assistant.log is not None else None,
+                      assistant.turn_log.path if assistant.turn_log is not None else None)
 
         outputs = [chatbot, gallery, chips, reference, status, details, shortlist, state]
         msg.submit(send, [msg, state, category, price], [*outputs, msg], api_name="send")
@@ -267,14 +314,27 @@ def build_app(assistant: Assistant, categories: Sequence[str] = (), max_price: f
         shortlist_btn.click(shortlist_add, [state], [shortlist, state], api_name="shortlist_add")
         export_btn.click(shortlist_export, [state], [export_file], api_name="shortlist_export")
         chatbot.clear(clear_chat, [state], [state], api_visibility="private")
+        forget_btn.click(delete_my_data, [state], [status, state], api_name="delete_my_data")
     return demo
 
 
-def launch_kwargs(image_root: Path | None, host: str, port: int | None, auth: Any) -> dict[str, Any]:
-    """The ``launch()`` settings every circhat server uses: local by default, no share link, only catalog files."""
-    return {
+def launch_kwargs(image_root: Path | Sequence[Path] | None, host: str, port: int | None, auth: Any,
+                  guard: Callable[[str], bool] | None = None) -> dict[str, Any]:
+    """The ``launch()`` settings every circhat server uses: local by default, no share link, only catalog files.
+
+    ``guard`` (``ui.serve.ServableFiles``) decides, before Gradio does, whether a ``/file=`` path may be read.
+    """
+    roots = [image_root] if isinstance(image_root, str | Path) else list(image_root or [])
+    settings = {
         "server_name": host, "server_port": port, "auth": auth, "share": False,
-        "allowed_paths": [str(image_root)] if image_root else [], "ssr_mode": False, "mcp_server": False,
+        "allowed_paths": [str(r) for r in roots], "ssr_mode": False, "mcp_server": False,
         "show_error": True, "css": CSS, "footer_links": ["api"], "enable_monitoring": False,
         "max_file_size": MAX_BYTES,
     }
+    if guard is not None:
+        from starlette.middleware import Middleware
+
+        from ui.serve import FileGuard
+
+        settings["app_kwargs"] = {"middleware": [Middleware(FileGuard, allowed=guard)]}
+    return settings

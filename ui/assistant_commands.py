@@ -1,4 +1,4 @@
-"""``circhat serve`` and ``circhat triplets export|stats``: the assistant and its harvested triplets.
+"""``circhat serve`` and ``circhat triplets export|stats|prune|delete-session``: the assistant and its logs.
 
 ``register(app)`` adds them to the main ``circhat`` app; ``python -m
 ui.assistant_commands`` runs them on their own.
@@ -51,15 +51,23 @@ def triplets_export(
 def triplets_stats(
     log: LogPath = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    plots: Annotated[Path | None, typer.Option("--plots", help="Folder to write daily.png, models.png and "
+                                                               "ranks.png into.")] = None,
 ) -> None:
-    """Summarise the log: sessions, picks, turns until a pick, rank of the picked item."""
+    """Summarise the pick and turn logs: sessions, pick rate, turns until a pick, rank of the picked item,
+    triplets harvested, per model version and per day."""
+    from assistant.log_figures import TABLE_COLUMNS, compute_figures, headline_lines, save_plots, table_row
     from assistant.triplet_log import log_stats
 
-    stats = log_stats(_log_path(log))
+    path = _log_path(log)
+    stats = log_stats(path)
+    figures = compute_figures(path)
+    written = save_plots(figures, plots) if plots is not None else []
     if as_json:
-        typer.echo(json.dumps(stats, indent=2))
+        typer.echo(json.dumps({**stats, "figures": figures.to_dict(), "plots": [str(p) for p in written]},
+                              indent=2))
         return
-    typer.echo(f"log: {stats['log']}")
+    typer.echo(f"log: {stats['log']} (turn log: {figures.turn_log})")
     typer.echo(f"picks: {stats['picks']} in {stats['sessions']} sessions"
                + (f" ({stats['bad_lines']} unreadable lines skipped)" if stats["bad_lines"] else ""))
     for name in ("turns_until_pick", "picked_rank"):
@@ -71,6 +79,69 @@ def triplets_stats(
         typer.echo(f"picked at rank 1: {stats['picked_at_rank_1']:.1%}; in top 5: {stats['picked_in_top_5']:.1%}")
     if stats["references"]:
         typer.echo("references: " + ", ".join(f"{k} {v}" for k, v in sorted(stats["references"].items())))
+    for line in headline_lines(figures):
+        typer.echo(line)
+    for title, groups in (("per model version", figures.by_model), ("per day", figures.by_day)):
+        if groups:
+            typer.echo(f"\n{title}:")
+            rows = [[g.key, *map(str, table_row(g))] for g in groups]
+            header = [title.removeprefix("per "), *TABLE_COLUMNS]
+            widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+            for row in [header, *rows]:
+                typer.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    if written:
+        typer.echo("\nplots: " + ", ".join(str(p) for p in written))
+
+
+def _report(done, as_json: bool, what: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(done.to_dict(), indent=2))
+        return
+    verb = "would remove" if done.dry_run else "removed"
+    typer.echo(f"{what}: {verb} {done.picks.removed} picks ({done.picks.kept} kept), {done.turns.removed} turn "
+               f"records ({done.turns.kept} kept), {len(done.uploads_removed)} upload copies")
+    unreadable = done.picks.unreadable_kept + done.turns.unreadable_kept
+    undated = done.picks.undated_kept + done.turns.undated_kept
+    if unreadable or undated:
+        typer.echo(f"kept {unreadable} unreadable and {undated} undated lines (nothing to judge them by)")
+
+
+def triplets_prune(
+    older_than: Annotated[float, typer.Option("--older-than", help="Remove records older than this many days.",
+                                              metavar="DAYS")],
+    log: LogPath = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would go; change nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Remove picks and turn records older than DAYS, and consented upload copies no pick names any more."""
+    from assistant.log_retention import prune
+
+    if not older_than >= 0:
+        raise _fail("--older-than takes a number of days >= 0")
+    _report(prune(_log_path(log), older_than, dry_run=dry_run), as_json, f"older than {older_than:g} days")
+
+
+def triplets_delete_session(
+    session_id: Annotated[str, typer.Argument(help="The session id (hashed with the log's salt before matching).")],
+    log: LogPath = None,
+    hashed: Annotated[bool, typer.Option("--hashed", help="SESSION_ID is already the stored hash (as in the "
+                                                          "log or an export).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would go; change nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Delete every pick and turn record of one session, and the upload copies only its picks named."""
+    from assistant.log_retention import delete_session, delete_session_hash
+    from assistant.triplet_log import load_salt
+
+    path = _log_path(log)
+    try:
+        done = (delete_session_hash(path, session_id.strip().lower(), dry_run=dry_run) if hashed else
+                delete_session(path, session_id, load_salt(), dry_run=dry_run))
+    except ValueError as err:
+        raise _fail(str(err)) from None
+    _report(done, as_json, "session")
+    if not done.picks.removed and not done.turns.removed and not as_json:
+        typer.echo("no records of that session (check the id, and that the salt is the one the app used)")
 
 
 def serve_command(
@@ -112,6 +183,8 @@ def register(app: typer.Typer) -> None:
     triplets = typer.Typer(help="Triplets harvested from picks in the app.", no_args_is_help=True)
     triplets.command("export")(triplets_export)
     triplets.command("stats")(triplets_stats)
+    triplets.command("prune")(triplets_prune)
+    triplets.command("delete-session")(triplets_delete_session)
     app.add_typer(triplets, name="triplets")
     app.command("serve")(serve_command)
 

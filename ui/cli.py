@@ -122,10 +122,25 @@ def bench(
 def demo(data_dir: DataDir = None, seed: Seed = 0, n_images: NImages = 10_000, pairs: Pairs = 100_000,
          host: Annotated[str, typer.Option(help="Interface to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
          port: Annotated[int, typer.Option(help="Port of the web UI.")] = 7860,
+         auth: Annotated[str | None, typer.Option(help="Require a login: user:password, or a file of such lines "
+                                                       "[env CIRCHAT_AUTH; a file keeps it out of `ps`].")] = None,
          serve: Annotated[bool, typer.Option(help="Start the web UI once everything is built.")] = True) -> None:
     """The main job: build whatever the demo is missing, then start the assistant on it."""
+    from ui.serve import parse_auth
+
+    try:
+        logins = parse_auth(auth or os.environ.get("CIRCHAT_AUTH"))
+    except (ValueError, OSError) as err:
+        typer.secho(str(err), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
     start = time.perf_counter()
     world, spec, metrics, composer = prepare_demo(data_dir, seed, n_images, pairs, composer=True)
+    from training.registry import Registry, demo_version
+
+    registry = Registry(data_dir / "models" if data_dir else None)
+    version = demo_version(registry, composer)
+    composer = registry.composer_dir(version)
+    _say(f"      model version {version.id} (the active one for this backbone; `circhat models list`)")
     recall = metrics["heldout_text_to_image"]
     typer.echo(f"demo world ready in {time.perf_counter() - start:.0f}s: {len(world.items)} images at "
                f"{world.root}; backbone held-out text->image R@1 {recall['R@1']:.1f} R@10 {recall['R@10']:.1f}")
@@ -134,7 +149,7 @@ def demo(data_dir: DataDir = None, seed: Seed = 0, n_images: NImages = 10_000, p
     from ui.serve import launch_demo
 
     _say("[4/4] catalog store (LanceDB) and web UI")
-    launch_demo(world, spec, composer, host=host, port=port)
+    launch_demo(world, spec, composer, host=host, port=port, auth=logins)
 
 
 def main() -> None:
@@ -143,10 +158,12 @@ def main() -> None:
 
 def _register_subcommands() -> None:
     from ui.assistant_commands import register as register_assistant
+    from ui.model_commands import register as register_models
     from ui.store_commands import register as register_store
 
     register_store(app)
     register_assistant(app)
+    register_models(app)
 
 
 _register_subcommands()

@@ -1,0 +1,171 @@
+"""Learning from use: harvesting the pick log, simulated customers, and one real harvest -> fine-tune cycle."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from assistant.parser import parse_rules
+from training.finetune import FinetuneConfig, harvest, is_heldout, normalise, parse_since, verdict
+from training.registry import Registry, WorseVersion
+from training.simulated_customers import FRENCH, CustomerConfig
+from training.triplets import TEMPLATES
+from training.world import VALUES
+
+pytest_plugins = ["tests.fixtures_app"]
+
+LABELS = {"1": "A", "2": "B", "3": "B", "4": "C", "5": "D", "6": "A"}
+SHA = "ab" * 32
+
+
+def record(session, reference, instructions, target, when="2025-05-01T10:00:00.000Z"):
+    return {"schema": 1, "session": session, "time": when, "reference": reference, "instructions": instructions,
+            "picked": {"id": target, "rank": 1, "score": 0.5}, "shown": [{"id": target}], "model": "v1-x"}
+
+
+def catalog(item):
+    return {"kind": "catalog", "id": item}
+
+
+def test_harvest_counts_duplicates_contradictions_ties_and_unusable_records(tmp_path):
+    (tmp_path / "uploads").mkdir()
+    (tmp_path / "uploads" / f"{SHA}.png").write_bytes(b"png")
+    (tmp_path.parent / "outside.png").write_bytes(b"png")
+    upload = {"kind": "upload", "sha256": SHA, "consent": True, "stored": f"uploads/{SHA}.png"}
+    records = [
+        record("s1", catalog("1"), ["en bleu"], "2"),
+        record("s1", catalog("1"), ["En  bleu."], "2"),
+        record("s2", catalog("1"), ["en bleu"], "3"),
+        record("s2", catalog("1"), ["rayée"], "4"),
+        record("s3", catalog("1"), ["en bleu"], "4"),
+        record("s4", catalog("5"), ["à pois"], "2"),
+        record("s5", catalog("5"), ["à pois"], "4"),
+        record("s6", catalog("99"), ["en bleu"], "2"),
+        record("s6", catalog("1"), ["en bleu"], "98"),
+        record("s7", None, ["a red dress"], "1"),
+        record("s7", catalog("1"), [], "2"),
+        record("s8", {**upload, "consent": False, "stored": None}, ["en noir"], "2"),
+        record("s8", {**upload, "stored": "uploads/gone.png"}, ["en noir"], "2"),
+        record("s9", upload, ["en noir"], "6"),
+        record("s10", {**upload, "stored": "../outside.png"}, ["en noir"], "6"),
+        record("s11", catalog("1"), ["en vert"], "2", when="2024-12-31T23:59:59.000Z"),
+        {"time": "not a time", "session": "s12"},
+    ]
+    result = harvest(records, set(LABELS), tmp_path, LABELS.__getitem__, since=parse_since("2025-01-01"))
+    assert result.counts == {
+        "records": 17, "before_since": 1, "unreadable": 1, "no_reference": 1, "no_instructions": 1,
+        "missing_item": 2, "upload_not_stored": 3, "duplicates": 1, "contradicted": 1, "tied": 2, "kept": 4}
+    kept = {(p.session, p.reference, tuple(p.instructions), p.target) for p in result.picks}
+    assert kept == {("s1", "1", ("en bleu",), "2"), ("s2", "1", ("en bleu",), "3"), ("s2", "1", ("rayée",), "4"),
+                    ("s9", SHA, ("en noir",), "6")}
+    assert next(p for p in result.picks if p.session == "s9").upload == (tmp_path / "uploads" / f"{SHA}.png").resolve()
+    with pytest.raises(ValueError, match="--since takes a date"):
+        parse_since("last tuesday")
+    assert parse_since("2025-03-01") == datetime(2025, 3, 1, tzinfo=UTC)
+    assert normalise(["Make it  BLUE!", " ", "sans manches"]) == "make it blue , sans manches"
+
+
+def test_heldout_sessions_are_a_deterministic_share():
+    sessions = [f"{i:032x}" for i in range(4000)]
+    share = [is_heldout(s, 0.2) for s in sessions]
+    assert share == [is_heldout(s, 0.2) for s in sessions]
+    assert 0.17 < np.mean(share) < 0.23
+    assert not any(is_heldout(s, 0.0) for s in sessions) and all(is_heldout(s, 1.0) for s in sessions)
+
+
+def test_verdict_orders_by_r1_then_r10():
+    parent = {"R@1": 20.0, "R@10": 80.0, "queries": 50}
+    assert verdict(parent, {"R@1": 25.0, "R@10": 60.0}) == "better"
+    assert verdict(parent, {"R@1": 20.0, "R@10": 70.0}) == "worse"
+    assert verdict(parent, dict(parent)) == "same"
+    assert verdict({"R@1": 0.0, "R@10": 0.0, "queries": 0}, parent) == "untested"
+
+
+def test_the_french_customers_vocabulary_is_free_text_unknown_to_the_templates():
+    template_words = {w for options in TEMPLATES.values() for text, _ in options
+                      for w in re.findall(r"[a-z']+", re.sub(r"\{\w\}", " ", text))}
+    template_words |= {w for values in VALUES.values() for v in values for w in re.split(r"[- ]", v)}
+    for phrase in FRENCH.phrases():
+        parsed = parse_rules(phrase)
+        assert parsed.command is None and parsed.instructions, phrase
+        assert all(i.attribute is None for i in parsed.instructions), f"the parser slots {phrase!r}"
+        assert not set(phrase.split()) & template_words, phrase
+    rng = np.random.default_rng(0)
+    assert {FRENCH.phrase("length", "knee-length", "long", rng) for _ in range(40)} == {
+        "longue", "jusqu'aux chevilles", "rallonger", "la rallonger"}
+
+
+@pytest.fixture(scope="module")
+def cycle(app_catalog, trained_composer, tmp_path_factory):
+    """The small world's catalog, its two-stage composer as the root version, 240 French customers' picks, and
+    one fine-tune from them."""
+    from assistant.parser import RuleParser
+    from assistant.searcher import CatalogSearcher
+    from assistant.triplet_log import TripletLog, scan_log
+    from assistant.turns import Assistant
+    from assistant.uploads import UploadStore
+    from retrieval.store import CatalogStore
+    from training.finetune import finetune_from_log, load_store_backbone
+    from training.simulated_customers import CustomerCatalog, simulate_customers
+
+    folder = tmp_path_factory.mktemp("learning")
+    registry = Registry(folder / "models")
+    root = registry.use(registry.ensure_root(trained_composer[0].save(folder / "composer")).id)
+    store = CatalogStore.open(app_catalog)
+    encoder = registry.load(root, load_store_backbone(store), store.identity)
+    log = folder / "triplets" / "triplets.jsonl"
+    assistant = Assistant(CatalogSearcher(store, encoder), RuleParser(), TripletLog(log, salt=b"test"),
+                          uploads=UploadStore(folder / "uploads"))
+    customers = simulate_customers(assistant, CustomerCatalog.from_store(store),
+                                   CustomerConfig(sessions=240, seed=5), progress=False)
+    report = finetune_from_log(store, log, registry, FinetuneConfig(steps=150, benchmark_queries=150,
+                                                                    heldout_share=0.25), progress=False)
+    return SimpleNamespace(registry=registry, root=root, store=store, log=log, customers=customers, report=report,
+                           records=scan_log(log).records)
+
+
+def test_harvest_finetune_cycle_beats_the_parent_on_heldout_picks(cycle):
+    report, registry = cycle.report, cycle.registry
+    counts = report["training"]["counts"]
+    assert cycle.customers["picks"] == len(cycle.records) > 100
+    assert {r["model"] for r in cycle.records} == {cycle.root.id}, "the log records the version that served"
+    assert all(i not in ("make it blue",) for r in cycle.records for i in r["instructions"])
+    assert counts["train_picks"] > 60 and counts["heldout_picks"] > 15 and counts["synthetic"] >= 200
+    assert counts["upload_not_stored"] > 0 and counts["uploads_encoded"] > 0, "unconsented photos are skipped"
+    before, after = report["heldout_picks"]["parent"], report["heldout_picks"]["new"]
+    assert after["R@1"] > before["R@1"], report["heldout_picks"]
+    assert report["verdict"] == "better" and report["activated"]
+    version = registry.get(report["version"])
+    assert version.parent == cycle.root.id and registry.active(cycle.store.identity).id == version.id
+    assert version.metrics["heldout_picks"]["new"] == after
+    saved = json.loads((registry.root / version.id / "report.json").read_text())
+    assert saved["version"] == version.id and saved["heldout_picks"]["parent"] == before
+    assert set(saved["benchmark"]) == {"1-attr held-out", "2-attr held-out"}
+
+
+def test_a_worse_fine_tune_is_saved_but_not_activated_unless_forced(cycle):
+    from ui.cli import app
+
+    registry, good = cycle.registry, cycle.report["version"]
+    args = ["finetune", "--from-triplets", "--log", str(cycle.log), "--db", cycle.store.db_uri,
+            "--registry", str(registry.root), "--parent", cycle.root.id, "--steps", "40", "--lr", "0.5",
+            "--json", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 3, result.output
+    report = json.loads(result.stdout)
+    assert report["verdict"] == "worse" and not report["activated"]
+    assert registry.active(cycle.store.identity).id == good
+    assert report["version"] in [v.id for v in registry.versions()]
+    with pytest.raises(WorseVersion):
+        registry.use(report["version"])
+    result = CliRunner().invoke(app, [*args, "--force"])
+    assert result.exit_code == 0, result.output
+    forced = json.loads(result.stdout)
+    assert forced["activated"] and registry.active(cycle.store.identity).id == forced["version"]
+    registry.use(good)

@@ -1,0 +1,214 @@
+"""``circhat models list|use``, ``circhat finetune`` and ``circhat simulate-customers``: learning from use.
+
+``register(app)`` adds them to the main ``circhat`` app; ``python -m
+ui.model_commands`` runs them on their own. Without ``--db`` the commands work
+on the demo world's catalog (built or reused like ``circhat demo`` does, which
+also registers the demo composer as the root version).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import typer
+
+RegistryDir = Annotated[Path | None, typer.Option("--registry", help="Model registry folder (default "
+                                                                      "$CIRCHAT_HOME/models).")]
+Db = Annotated[str | None, typer.Option(help="LanceDB folder of the catalog (default: the demo world's catalog).")]
+Table = Annotated[str, typer.Option(help="Catalog table name.")]
+LogPath = Annotated[Path | None, typer.Option("--log", help="Triplet log, JSON lines (default "
+                                                            "$CIRCHAT_HOME/triplets/triplets.jsonl).")]
+DataDir = Annotated[Path | None, typer.Option(help="Where the demo world is cached (with no --db; env "
+                                                     "CIRCHAT_HOME).")]
+Seed = Annotated[int, typer.Option(help="Seed of the demo world (with no --db).")]
+NImages = Annotated[int, typer.Option(help="Images in the demo world (with no --db).")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def _registry(root: Path | None, data_dir: Path | None = None):
+    from training.registry import Registry
+
+    return Registry(root or (data_dir / "models" if data_dir else None))
+
+
+def _store(db: str | None, table: str, registry, data_dir: Path | None, seed: int, n_images: int):
+    """The catalog named, else the demo world's (built or reused; its composer registered as the root version)."""
+    from retrieval.store import CatalogStore
+
+    if db is not None:
+        return CatalogStore.open(db, table)
+    from training.registry import demo_version
+    from ui.cli import prepare_demo
+    from ui.serve import demo_store
+
+    world, spec, _, composer = prepare_demo(data_dir, seed, n_images, 100_000, composer=True)
+    demo_version(registry, composer)
+    return CatalogStore.open(demo_store(world, spec))
+
+
+def models_list(registry: RegistryDir = None,
+                as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the model versions, oldest first; * marks the active version of its backbone."""
+    reg = _registry(registry)
+    versions, active = reg.versions(), set(reg.active_ids().values())
+    if as_json:
+        typer.echo(json.dumps([{**v.to_dict(), "active": v.id in active} for v in versions], indent=2))
+        return
+    if not versions:
+        typer.echo(f"no model versions in {reg.root} yet (`circhat demo` registers the demo composer)")
+        return
+    for v in versions:
+        counts = v.training.get("counts", {})
+        picks = v.metrics.get("heldout_picks", {})
+        score = (f"held-out picks R@1 {picks['parent']['R@1']:.1f} -> {picks['new']['R@1']:.1f}"
+                 if picks.get("parent") else "")
+        data = (f"{counts.get('train_picks', 0)} picks + {counts.get('synthetic', 0)} synthetic"
+                if counts else v.training.get("kind", ""))
+        typer.echo(f"{'*' if v.id in active else ' '} {v.id:<14} parent {v.parent or '-':<14} {v.created}  "
+                   f"{v.verdict:<8} {data:<32} {score}  backbone {v.backbone}")
+
+
+def models_use(
+    version: Annotated[str, typer.Argument(help="Version id (see `circhat models list`).")],
+    registry: RegistryDir = None,
+    force: Annotated[bool, typer.Option(help="Activate even a version that was worse than its parent.")] = False,
+    db: Annotated[str | None, typer.Option(help="Check the version against this catalog's backbone.")] = None,
+    table: Table = "catalog",
+) -> None:
+    """Make VERSION the active model for its backbone (what `circhat serve` and `circhat demo` load)."""
+    from retrieval.query_encoder import ModelMismatch
+    from retrieval.store import CatalogStore, StoreNotFound
+    from training.registry import UnknownVersion, WorseVersion
+
+    reg = _registry(registry)
+    try:
+        identity = CatalogStore.open(db, table).identity if db else None
+        chosen = reg.use(version, force=force, store_identity=identity)
+    except (UnknownVersion, WorseVersion, ModelMismatch, StoreNotFound) as err:
+        raise _fail(str(err)) from None
+    typer.echo(f"active for backbone {chosen.backbone}: {chosen.id} (no re-embedding needed; restart the app)")
+
+
+def finetune_command(
+    from_triplets: Annotated[bool, typer.Option("--from-triplets", help="Learn from the picks in the triplet "
+                                                                        "log (the only source so far).")] = False,
+    log: LogPath = None,
+    since: Annotated[str | None, typer.Option(help="Only picks from this date/time on (ISO, UTC).")] = None,
+    force: Annotated[bool, typer.Option(help="Activate the new version even if it is worse on held-out "
+                                             "picks.")] = False,
+    parent: Annotated[str | None, typer.Option(help="Version to continue from (default: the active one).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps (default 300).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate of the adapters (default 1e-3).")] = None,
+    heldout_share: Annotated[float | None, typer.Option(help="Share of sessions held out for evaluation "
+                                                             "(default 0.2).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Training seed (default 0).")] = None,
+    db: Db = None,
+    table: Table = "catalog",
+    registry: RegistryDir = None,
+    data_dir: DataDir = None,
+    world_seed: Seed = 0,
+    n_images: NImages = 10_000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Continue stage 2 on harvested picks (+ synthetic triplets), compare with the parent, register the result."""
+    from assistant.triplet_log import default_log_path
+    from retrieval.backbone import BackboneUnavailable
+    from retrieval.query_encoder import ModelMismatch
+    from retrieval.store import StoreNotFound
+    from training.finetune import FinetuneConfig, NothingToLearn, finetune_from_log, format_report, parse_since
+    from training.finetune import replace_config as with_overrides
+    from training.registry import UnknownVersion
+
+    if not from_triplets:
+        raise _fail("say what to learn from: --from-triplets (the pick log)")
+    reg = _registry(registry, data_dir)
+    try:
+        when = parse_since(since) if since else None
+        config = with_overrides(FinetuneConfig(), steps=steps, lr=lr, heldout_share=heldout_share, seed=seed)
+        store = _store(db, table, reg, data_dir, world_seed, n_images)
+        report = finetune_from_log(store, log or default_log_path(), reg, config, when, parent, force, progress)
+    except (NothingToLearn, UnknownVersion, ModelMismatch, StoreNotFound, BackboneUnavailable, FileNotFoundError,
+            LookupError, ValueError) as err:
+        raise _fail(str(err)) from None
+    typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+    if not report["activated"]:
+        raise typer.Exit(3)
+
+
+def simulate_customers_command(
+    sessions: Annotated[int, typer.Option(help="How many simulated customers.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the customers (targets, phrasings, consent).")] = 0,
+    style: Annotated[str, typer.Option(help="Vocabulary: french (not known to the parser or the training "
+                                            "templates) or english (the training phrasing).")] = "french",
+    log: LogPath = None,
+    turns: Annotated[int, typer.Option(help="Turns per customer.")] = 5,
+    db: Db = None,
+    table: Table = "catalog",
+    registry: RegistryDir = None,
+    data_dir: DataDir = None,
+    world_seed: Seed = 0,
+    n_images: NImages = 10_000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Drive simulated shoppers through the assistant (Assistant.say / pick) with the active model; fills the log."""
+    from assistant.parser import RuleParser
+    from assistant.searcher import CatalogSearcher
+    from assistant.triplet_log import TripletLog, default_log_path
+    from assistant.turns import Assistant
+    from retrieval.query_encoder import ModelMismatch
+    from retrieval.store import StoreNotFound
+    from training.finetune import load_store_backbone
+    from training.simulated_customers import STYLES, CustomerCatalog, CustomerConfig, simulate_customers
+
+    if style not in STYLES:
+        raise _fail(f"--style must be one of {', '.join(STYLES)}")
+    reg = _registry(registry, data_dir)
+    try:
+        store = _store(db, table, reg, data_dir, world_seed, n_images)
+        active = reg.active(store.identity)
+        if active is None:
+            raise LookupError(f"no active model version for backbone {store.identity}; `circhat models use ID`")
+        encoder = reg.load(active, load_store_backbone(store), store.identity)
+        catalog = CustomerCatalog.from_store(store)
+    except (ModelMismatch, StoreNotFound, LookupError, ValueError) as err:
+        raise _fail(str(err)) from None
+    path = log or default_log_path()
+    assistant = Assistant(CatalogSearcher(store, encoder), RuleParser(), TripletLog(path))
+    result = simulate_customers(assistant, catalog, CustomerConfig(sessions=sessions, seed=seed, style=style,
+                                                                   turns=turns))
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"{result['sessions']} {style} customers on model {result['model']}: {result['picks']} picks logged to "
+               f"{path}; {result['found']:.1f}% found their target")
+    for k in ("success@1", "success@10"):
+        typer.echo(f"{k} by turn: " + "  ".join(f"{v:.1f}" for v in result[k]))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``models``, ``finetune`` and ``simulate-customers`` to the main command-line app."""
+    models = typer.Typer(help="Model versions: list them, choose the active one.", no_args_is_help=True)
+    models.command("list")(models_list)
+    models.command("use")(models_use)
+    app.add_typer(models, name="models")
+    app.command("finetune")(finetune_command)
+    app.command("simulate-customers")(simulate_customers_command)
+
+
+app = typer.Typer(help="circhat learning from use: model versions, fine-tuning, simulated customers.",
+                  no_args_is_help=True, add_completion=False)
+register(app)
+
+if __name__ == "__main__":
+    app()
