@@ -68,7 +68,9 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _fsync_write(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` durably, so a reader sees the old or the new file, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
@@ -176,7 +178,7 @@ class TripletLog:
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         target = self.uploads_dir / f"{sha256}.png"
         if not target.exists():
-            _fsync_write(target, png)
+            write_atomically(target, png)
         return str(target.relative_to(self.path.parent))
 
     def record(self, event: PickEvent, session_id: str, model_version: str,
@@ -287,7 +289,7 @@ def export_log(path: Path, out: Path, fmt: str) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "jsonl":
         body = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
-        _fsync_write(out, body.encode())
+        write_atomically(out, body.encode())
     elif fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq

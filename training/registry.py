@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from assistant.triplet_log import write_atomically
 from retrieval.backbone import Backbone
 from retrieval.query_encoder import CHECKPOINT_FILE, ModelMismatch, QueryEncoder
 
@@ -94,22 +95,6 @@ def default_registry_dir() -> Path:
 
 def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so a reader sees the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def weights_digest(folder: Path) -> str:
@@ -183,7 +168,7 @@ class Registry:
         with self._locked():
             active = self.active_ids()
             active[version.backbone] = version.id
-            atomic_write(self.root / ACTIVE_FILE, json.dumps(active, indent=2, sort_keys=True) + "\n")
+            write_json(self.root / ACTIVE_FILE, active)
         return version
 
     def add(self, composer: Path, parent: str | None, training: dict[str, Any],
@@ -210,14 +195,13 @@ class Registry:
         version_id = f"v{number}-{digest[:8]}"
         staging = self.root / f".{version_id}.{secrets.token_hex(4)}.partial"
         shutil.copytree(composer, staging / COMPOSER_DIR)
-        atomic_write(staging / COMPOSER_DIR / CHECKPOINT_FILE,
-                     json.dumps({**meta, VERSION_KEY: version_id}, indent=2) + "\n")
+        write_json(staging / COMPOSER_DIR / CHECKPOINT_FILE, {**meta, VERSION_KEY: version_id}, sort_keys=False)
         version = Version(id=version_id, parent=parent, created=utc_now(), backbone=meta["backbone"],
                           backbone_spec=str(meta.get("backbone_spec", "")),
                           training={**training, "weights_digest": digest}, metrics=dict(metrics or {}))
         if report is not None:
-            atomic_write(staging / REPORT_FILE, json.dumps({"version": version_id, **report}, indent=2) + "\n")
-        atomic_write(staging / ENTRY_FILE, json.dumps(version.to_dict(), indent=2) + "\n")
+            write_json(staging / REPORT_FILE, {"version": version_id, **report}, sort_keys=False)
+        write_json(staging / ENTRY_FILE, version.to_dict(), sort_keys=False)
         staging.replace(self.root / version_id)
         return version
 
@@ -227,6 +211,11 @@ class Registry:
         check_backbone(version, store_identity)
         check_backbone(version, backbone.identity, what="loaded backbone")
         return QueryEncoder.load(self.composer_dir(version), backbone)
+
+
+def write_json(path: Path, value: object, sort_keys: bool = True) -> None:
+    """A registry file, written so a reader never sees half of it."""
+    write_atomically(path, (json.dumps(value, indent=2, sort_keys=sort_keys) + "\n").encode())
 
 
 def check_backbone(version: Version, identity: str | None, what: str = "catalog") -> None:
