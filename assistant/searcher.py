@@ -8,10 +8,8 @@ Tests and other front ends can pass any object with the same methods.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 from retrieval.query_encoder import QueryEncoder
@@ -90,10 +88,3 @@ class CatalogSearcher:
             return None
         values = [v for v in self.store.snapshot([column])[column].to_pylist() if v is not None]
         return max(values) if values else None
-
-    def image_root(self) -> Path | None:
-        """The folder every catalog image lives under: the only catalog files the UI may serve."""
-        paths = self.store.snapshot(["path"])["path"].to_pylist()
-        if not paths:
-            return None
-        return Path(os.path.commonpath([str(Path(p).parent) for p in paths]))
