@@ -53,7 +53,7 @@ def trained_composer(small_world, small_backbone, small_features):
     rows = small_features.rows("train")
     backbone = load_backbone(small_backbone[0], "cpu")
     mapper, _ = train_stage1(backbone, small_features, rows, Stage1Config(steps=250), progress=False)
-    triplets = make_triplets(small_world, 800, seed=1, target_split="train", reference_splits=("train",))
+    triplets = make_triplets(small_world, 3000, seed=1, target_split="train", reference_splits=("train",))
     tuned, _ = train_stage2(load_backbone(small_backbone[0], "cpu"), mapper, small_features, triplets, rows,
                             Stage2Config(steps=200), progress=False)
     return tuned, QueryEncoder(backbone, mapper)
