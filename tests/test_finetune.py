@@ -79,12 +79,38 @@ def test_heldout_sessions_are_a_deterministic_share():
     assert not any(is_heldout(s, 0.0) for s in sessions) and all(is_heldout(s, 1.0) for s in sessions)
 
 
-def test_verdict_orders_by_r1_then_r10():
-    parent = {"R@1": 20.0, "R@10": 80.0, "queries": 50}
-    assert verdict(parent, {"R@1": 25.0, "R@10": 60.0}) == "better"
-    assert verdict(parent, {"R@1": 20.0, "R@10": 70.0}) == "worse"
+def test_verdict_orders_by_choice_at_1_then_choice_mrr():
+    parent = {"choice@1": 20.0, "choice MRR": 0.4, "choices": 50, "R@1": 20.0}
+    assert verdict(parent, {"choice@1": 25.0, "choice MRR": 0.3, "R@1": 0.0}) == "better"
+    assert verdict(parent, {"choice@1": 20.0, "choice MRR": 0.35, "R@1": 90.0}) == "worse"
     assert verdict(parent, dict(parent)) == "same"
-    assert verdict({"R@1": 0.0, "R@10": 0.0, "queries": 0}, parent) == "untested"
+    assert verdict({"choice@1": 0.0, "choice MRR": 0.0, "choices": 0}, parent) == "untested"
+
+
+def test_choice_ranks_only_the_items_shown_with_the_pick(backbone):
+    import torch
+
+    from retrieval.query_encoder import QueryEncoder
+    from training.finetune import choice
+    from training.triplets import Triplet
+
+    class Rows:
+        def __getitem__(self, rows):
+            return None
+
+    encoder = QueryEncoder(backbone, None)
+    query = encoder.encode(None, None, [["x"]])[0]
+    noise = torch.randn(query.shape[0], generator=torch.Generator().manual_seed(0))
+    other = torch.nn.functional.normalize(noise, dim=0)
+    pooled = torch.stack([query, -query, other, query * 0.9 + other * 0.1, -query])
+    features = SimpleNamespace(pooled=pooled, patches=Rows(), combo_keys=np.array(["a", "b", "c", "b", "e"]))
+    encoder.encode = lambda pooled, patches, instructions: query.repeat(len(instructions), 1)
+    triplets = [Triplet(4, ["x"], "b", 1), Triplet(4, ["x"], "c", 2), Triplet(4, ["x"], "b", 1)]
+    shown = [[1, 2, 3], [0, 2], [1, 3]]
+    result = choice(encoder, features, triplets, shown)
+    # 1st: item 3 (label b, the pick's) ranks first of {1, 2, 3}; 2nd: item 0 beats the pick 2 (rank 2);
+    # 3rd: nothing but label b was shown, so it is left out (row 0, the best overall, was never shown there)
+    assert result == {"choice@1": 50.0, "choice MRR": 0.75, "choices": 2}
 
 
 def test_the_french_customers_vocabulary_is_free_text_unknown_to_the_templates():
@@ -103,8 +129,8 @@ def test_the_french_customers_vocabulary_is_free_text_unknown_to_the_templates()
 
 @pytest.fixture(scope="module")
 def cycle(app_catalog, trained_composer, tmp_path_factory):
-    """The small world's catalog, its two-stage composer as the root version, 240 French customers' picks, and
-    one fine-tune from them."""
+    """The small world's catalog, its two-stage composer as the root version, 800 French customers' picks, and
+    one fine-tune from them with the default recipe."""
     from assistant.parser import RuleParser
     from assistant.searcher import CatalogSearcher
     from assistant.triplet_log import TripletLog, scan_log
@@ -123,25 +149,27 @@ def cycle(app_catalog, trained_composer, tmp_path_factory):
     assistant = Assistant(CatalogSearcher(store, encoder), RuleParser(), TripletLog(log, salt=b"test"),
                           uploads=UploadStore(folder / "uploads"))
     customers = simulate_customers(assistant, CustomerCatalog.from_store(store),
-                                   CustomerConfig(sessions=240, seed=5), progress=False)
-    report = finetune_from_log(store, log, registry, FinetuneConfig(steps=150, benchmark_queries=150,
-                                                                    heldout_share=0.25), progress=False)
+                                   CustomerConfig(sessions=800, seed=5), progress=False)
+    report = finetune_from_log(store, log, registry, FinetuneConfig(benchmark_queries=150, heldout_share=0.25),
+                               progress=False)
     return SimpleNamespace(registry=registry, root=root, store=store, log=log, customers=customers, report=report,
                            records=scan_log(log).records)
 
 
-@pytest.mark.xfail(reason="open (issue 6): on the 2400-image test world, 150 fine-tune steps on 180 French picks "
-                          "lower held-out R@10 (96 -> 54) instead of raising it; the 10k benchmark gains", strict=False)
+@pytest.mark.xfail(reason="open (issue 6): on the 2400-image test world one fine-tune round does not reliably raise "
+                          "held-out choice@1 (measured 17.2->25.0, 12.4->14.6, 13.7->11.0); the 10k benchmark gains",
+                   strict=False)
 def test_harvest_finetune_cycle_beats_the_parent_on_heldout_picks(cycle):
     report, registry = cycle.report, cycle.registry
     counts = report["training"]["counts"]
-    assert cycle.customers["picks"] == len(cycle.records) > 100
+    assert cycle.customers["picks"] == len(cycle.records) > 400
     assert {r["model"] for r in cycle.records} == {cycle.root.id}, "the log records the version that served"
     assert all(i not in ("make it blue",) for r in cycle.records for i in r["instructions"])
-    assert counts["train_picks"] > 60 and counts["heldout_picks"] > 15 and counts["synthetic"] >= 200
+    assert counts["train_picks"] > 250 and counts["heldout_picks"] > 80 and counts["synthetic"] >= 500
     assert counts["upload_not_stored"] > 0 and counts["uploads_encoded"] > 0, "unconsented photos are skipped"
     before, after = report["heldout_picks"]["parent"], report["heldout_picks"]["new"]
-    assert after["R@1"] > before["R@1"], report["heldout_picks"]
+    assert after["choices"] == before["choices"] > 60
+    assert after["choice@1"] > before["choice@1"], report["heldout_picks"]
     assert report["verdict"] == "better" and report["activated"]
     version = registry.get(report["version"])
     assert version.parent == cycle.root.id and registry.active(cycle.store.identity).id == version.id
@@ -151,8 +179,9 @@ def test_harvest_finetune_cycle_beats_the_parent_on_heldout_picks(cycle):
     assert set(saved["benchmark"]) == {"1-attr held-out", "2-attr held-out"}
 
 
-@pytest.mark.xfail(reason="open (issue 6): on the 2400-image test world, 150 fine-tune steps on 180 French picks "
-                          "lower held-out R@10 (96 -> 54) instead of raising it; the 10k benchmark gains", strict=False)
+@pytest.mark.xfail(reason="open (issue 6): on the 2400-image test world one fine-tune round does not reliably raise "
+                          "held-out choice@1 (measured 17.2->25.0, 12.4->14.6, 13.7->11.0); the 10k benchmark gains",
+                   strict=False)
 def test_a_worse_fine_tune_is_saved_but_not_activated_unless_forced(cycle):
     from ui.cli import app
 

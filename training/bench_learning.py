@@ -196,13 +196,19 @@ def markdown(results: dict[str, Any], command: str) -> str:
         p, n = pair["parent"], pair["new"]
         lines.append(f"| {name} | {n['queries']} | {p['R@1']:.1f} → {n['R@1']:.1f} | {p['R@10']:.1f} → "
                      f"{n['R@10']:.1f} |")
+    picks = ft["heldout_picks"]
+    if picks["parent"].get("choices"):
+        lines += ["", f"Choice among the items shown with each held-out pick ({picks['new']['choices']} picks, the "
+                      f"verdict's measure): choice@1 {picks['parent']['choice@1']:.1f} → "
+                      f"{picks['new']['choice@1']:.1f}%, MRR {picks['parent']['choice MRR']:.3f} → "
+                      f"{picks['new']['choice MRR']:.3f}."]
     counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in ft["counts"].items() if v)
     lines += ["", f"Log records: {counts}.", "",
               "![success by turn](learning.png)", "",
               f"Gain after turn {config['turns']}: {gain1:+.1f} points success@1, {gain10:+.1f} points success@10.",
               "Held-out harvested picks are what customers chose among the parent's results (the best item shown, "
-              "not the hidden target), so the parent's R@10 on them is inflated by construction; R@1 on them and "
-              "the customers' success are the fair comparisons.", "",
+              "not the hidden target), so the parent's recall over the catalog on them is inflated by construction; "
+              "choice among the shown items and the customers' success are the fair comparisons.", "",
               "Why one round gains only this much: the parent ignores the unknown words, so picks happen only when "
               "its results show the asked-for change by accident, mostly for attributes with few values "
               "(neckline, sleeves, length); the twelve colour words get few examples. A session must get three "

@@ -324,14 +324,14 @@ def is_heldout(session: str, share: float) -> bool:
 
 
 def pick_triplets(picks: list[Pick], features: CatalogFeatures, backbone: Backbone, negatives: int,
-                  seed: int) -> tuple[list[Triplet], np.ndarray, int]:
-    """(triplets over ``features`` rows, their hard negatives, uploads encoded).
+                  seed: int) -> tuple[list[Triplet], np.ndarray, list[list[int]], int]:
+    """(triplets over ``features`` rows, their hard negatives, the rows shown with each pick, uploads encoded).
 
     Negatives are the items shown beside the pick that the customer passed over
     (the ones the model ranked highest), then random catalog rows of another label.
     """
     rng = np.random.default_rng(seed)
-    triplets, rows, uploads = [], [], 0
+    triplets, rows, shown, uploads = [], [], [], 0
     for pick in picks:
         if pick.upload is not None:
             if pick.reference not in features.row_of:
@@ -348,6 +348,7 @@ def pick_triplets(picks: list[Pick], features: CatalogFeatures, backbone: Backbo
         target = features.row_of[pick.target]
         label = features.combo_keys[target]
         triplets.append(Triplet(ref, list(pick.instructions), str(label), target))
+        shown.append(sorted({features.row_of[s] for s in pick.shown if s in features.row_of} | {target}))
         passed = [features.row_of[s] for s in pick.shown if s in features.row_of and s != pick.target
                   and features.combo_keys[features.row_of[s]] != label][:negatives]
         while len(passed) < negatives:
@@ -355,7 +356,7 @@ def pick_triplets(picks: list[Pick], features: CatalogFeatures, backbone: Backbo
             if features.combo_keys[r] != label:
                 passed.append(r)
         rows.append(passed)
-    return triplets, np.array(rows, dtype=np.int64).reshape(len(triplets), negatives), uploads
+    return triplets, np.array(rows, dtype=np.int64).reshape(len(triplets), negatives), shown, uploads
 
 
 @dataclass
@@ -410,11 +411,34 @@ def recall(encoder: QueryEncoder, features: CatalogFeatures, triplets: list[Trip
     return out | {"queries": len(triplets)}
 
 
+@torch.no_grad()
+def choice(encoder: QueryEncoder, features: CatalogFeatures, triplets: list[Triplet],
+           shown: list[list[int]]) -> dict[str, float]:
+    """How often the model ranks the customer's choice first among the items shown with it (``choice@1``, %),
+    and the mean reciprocal rank of the choice there; every candidate was shown by the version that served,
+    so unlike recall over the catalog this does not favour that version. Items of the pick's label count as
+    the pick; turns that showed nothing else are left out."""
+    kept = [i for i, t in enumerate(triplets) if any(features.combo_keys[r] != t.target_combo for r in shown[i])]
+    if not kept:
+        return {"choice@1": 0.0, "choice MRR": 0.0, "choices": 0}
+    refs = np.array([triplets[i].reference_id for i in kept])
+    queries = encoder.encode(features.pooled[refs], features.patches[refs], [triplets[i].instructions for i in kept])
+    first, reciprocal = [], []
+    for query, i in zip(queries.float(), kept, strict=True):
+        rows = np.array(shown[i])
+        order = rows[(features.pooled[rows].float() @ query).argsort(descending=True).numpy()]
+        hits = features.combo_keys[order] == triplets[i].target_combo
+        first.append(bool(hits[0]))
+        reciprocal.append(1.0 / (1 + int(np.argmax(hits))))
+    return {"choice@1": round(100 * float(np.mean(first)), 2), "choice MRR": round(float(np.mean(reciprocal)), 4),
+            "choices": len(kept)}
+
+
 def verdict(parent: dict[str, float], new: dict[str, float]) -> str:
-    """better / same / worse on held-out picks, by R@1 then R@10; untested without held-out picks."""
-    if not parent.get("queries"):
+    """better / same / worse on held-out picks, by choice@1 then choice MRR; untested without held-out choices."""
+    if not parent.get("choices"):
         return "untested"
-    a, b = (new["R@1"], new["R@10"]), (parent["R@1"], parent["R@10"])
+    a, b = (new["choice@1"], new["choice MRR"]), (parent["choice@1"], parent["choice MRR"])
     return "better" if a > b else "worse" if a < b else "same"
 
 
@@ -453,9 +477,9 @@ def finetune_from_log(store: CatalogStore, log_path: Path, registry: Registry,
     if not train_picks:
         raise NothingToLearn(f"no usable picks to train on in {log_path}: "
                              + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
-    train, train_negatives, uploads_a = pick_triplets(train_picks, features, backbone, config.hard_negatives,
-                                                      config.seed)
-    heldout, _, uploads_b = pick_triplets(heldout_picks, features, backbone, config.hard_negatives, config.seed)
+    k = config.hard_negatives
+    train, train_negatives, _, uploads_a = pick_triplets(train_picks, features, backbone, k, config.seed)
+    heldout, _, heldout_shown, uploads_b = pick_triplets(heldout_picks, features, backbone, k, config.seed)
     synthetic, synthetic_negatives, sets = [], np.zeros((0, config.hard_negatives), dtype=np.int64), {}
     if features.has_combos:
         world = CatalogWorld.of(features)
@@ -469,12 +493,14 @@ def finetune_from_log(store: CatalogStore, log_path: Path, registry: Registry,
                "train_picks": len(train), "heldout_picks": len(heldout), "synthetic": len(synthetic),
                "uploads_encoded": uploads_a + uploads_b}
 
-    before = {"heldout_picks": recall(encoder, features, heldout),
-              "benchmark": {name: recall(encoder, features, t) for name, t in sets.items()}}
+    def measure() -> dict[str, Any]:
+        return {"heldout_picks": recall(encoder, features, heldout) | choice(encoder, features, heldout, heldout_shown),
+                "benchmark": {name: recall(encoder, features, t) for name, t in sets.items()}}
+
+    before = measure()
     stats = continue_stage2(encoder, features, train + synthetic,
                             np.concatenate([train_negatives, synthetic_negatives]), config.stage2(), progress)
-    after = {"heldout_picks": recall(encoder, features, heldout),
-             "benchmark": {name: recall(encoder, features, t) for name, t in sets.items()}}
+    after = measure()
     outcome = verdict(before["heldout_picks"], after["heldout_picks"])
     activate = force or outcome in ("better", "same")
     metrics = {"verdict": outcome,
@@ -518,8 +544,13 @@ def format_report(report: dict[str, Any]) -> str:
              + ("activated" if report["activated"] else "NOT activated (saved; `circhat models use ID --force`)")]
     counts = report["training"]["counts"]
     lines.append("picks: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v or k in ("kept", "records")))
+    picks = report["heldout_picks"]
+    if picks["parent"].get("choices"):
+        lines.append(f"choice among the items shown (held-out picks, n={picks['new']['choices']}): choice@1 "
+                     f"{picks['parent']['choice@1']:.1f} -> {picks['new']['choice@1']:.1f}, MRR "
+                     f"{picks['parent']['choice MRR']:.3f} -> {picks['new']['choice MRR']:.3f}")
     lines.append(f"{'query set':<26}{'parent R@1':>11}{'new R@1':>9}{'parent R@10':>13}{'new R@10':>10}{'n':>6}")
-    rows = [("held-out picks", report["heldout_picks"]), *report["benchmark"].items()]
+    rows = [("held-out picks", picks), *report["benchmark"].items()]
     for name, pair in rows:
         p, n = pair["parent"], pair["new"]
         lines.append(f"{name:<26}{p['R@1']:>11.1f}{n['R@1']:>9.1f}{p['R@10']:>13.1f}{n['R@10']:>10.1f}"

@@ -108,7 +108,7 @@ def finetune_command(
                                              "picks.")] = False,
     parent: Annotated[str | None, typer.Option(help="Version to continue from (default: the active one).")] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps (default 300).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate of the adapters (default 1e-3).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate of the adapters (default 5e-4).")] = None,
     heldout_share: Annotated[float | None, typer.Option(help="Share of sessions held out for evaluation "
                                                              "(default 0.2).")] = None,
     seed: Annotated[int | None, typer.Option(help="Training seed (default 0).")] = None,
