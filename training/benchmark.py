@@ -40,7 +40,7 @@ class BenchConfig:
     backbone_pairs: int = 100_000
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
-    main_triplets: int = 1000
+    main_triplets: int = 5000
     eval_queries: int = 500
     sessions: int = 300
     quick: bool = False

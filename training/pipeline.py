@@ -25,7 +25,7 @@ class ComposerConfig:
 
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
-    triplets: int = 1000
+    triplets: int = 5000
     seed: int = 0
 
     def digest(self) -> str:
