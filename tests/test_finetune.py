@@ -18,7 +18,8 @@ from training.simulated_customers import FRENCH, CustomerConfig
 from training.triplets import TEMPLATES
 from training.world import VALUES
 
-pytest_plugins = ["tests.fixtures_app"]
+LEARNING_WORLD = {"seed": 0, "n_images": 5000}
+LEARNING_BACKBONE_PAIRS = 60_000
 
 LABELS = {"1": "A", "2": "B", "3": "B", "4": "C", "5": "D", "6": "A"}
 SHA = "ab" * 32
@@ -103,14 +104,19 @@ def test_choice_ranks_only_the_items_shown_with_the_pick(backbone):
     noise = torch.randn(query.shape[0], generator=torch.Generator().manual_seed(0))
     other = torch.nn.functional.normalize(noise, dim=0)
     pooled = torch.stack([query, -query, other, query * 0.9 + other * 0.1, -query])
-    features = SimpleNamespace(pooled=pooled, patches=Rows(), combo_keys=np.array(["a", "b", "c", "b", "e"]))
+    features = SimpleNamespace(pooled=pooled, patches=Rows(), combo_keys=np.array(["a", "b", "c", "b", "e"]),
+                               n_catalog=5)
     encoder.encode = lambda pooled, patches, instructions: query.repeat(len(instructions), 1)
-    triplets = [Triplet(4, ["x"], "b", 1), Triplet(4, ["x"], "c", 2), Triplet(4, ["x"], "b", 1)]
-    shown = [[1, 2, 3], [0, 2], [1, 3]]
+    triplets = [Triplet(4, ["x"], "b", 1), Triplet(4, ["x"], "c", 2), Triplet(4, ["x"], "c", 2),
+                Triplet(4, ["x"], "b", 1)]
+    shown = [[1, 2, 3], [0, 2], [0, 2, 1], [1, 3]]
     result = choice(encoder, features, triplets, shown)
-    # 1st: item 3 (label b, the pick's) ranks first of {1, 2, 3}; 2nd: item 0 beats the pick 2 (rank 2);
-    # 3rd: nothing but label b was shown, so it is left out (row 0, the best overall, was never shown there)
-    assert result == {"choice@1": 50.0, "choice MRR": 0.75, "choices": 2}
+    # the version's own catalog order (reference 4 excluded): 0, 3, 2, 1
+    # 1st: item 3 (label b, the pick's) is on its 3-item page and ranks first of {1, 2, 3}: a hit, 1/1;
+    # 2nd: its 2-item page {0, 3} lacks label c, so it would not have shown the pick: a miss, 0;
+    # 3rd: on its 3-item page, but item 0 beats the pick 2 among {0, 2, 1}: a miss, 1/2;
+    # 4th: nothing but label b was shown, so it is left out
+    assert result == {"choice@1": 33.33, "choice MRR": 0.5, "choices": 3}
 
 
 def test_the_french_customers_vocabulary_is_free_text_unknown_to_the_templates():
@@ -128,9 +134,28 @@ def test_the_french_customers_vocabulary_is_free_text_unknown_to_the_templates()
 
 
 @pytest.fixture(scope="module")
-def cycle(app_catalog, trained_composer, tmp_path_factory):
-    """The small world's catalog, its two-stage composer as the root version, 800 French customers' picks, and
-    one fine-tune from them with the default recipe."""
+def learning_world(data_dir):
+    """(LanceDB catalog, composer folder) of a 5000-image world built by the demo's own pipeline.
+
+    Not the session's 2400-image world: its brief composer and 40k-pair backbone leave too little to learn,
+    and one round gained 17.2->25.0, 12.4->14.6 and 13.7->11.0 choice@1 there. Here: 11.3->31.3 (150 picks).
+    """
+    from training.pipeline import ComposerConfig, ensure_demo_composer
+    from training.pretrain_backbone import BackboneTrainConfig, ensure_backbone
+    from training.world import WorldConfig, build_world
+    from ui.serve import demo_store
+
+    world = build_world(WorldConfig(**LEARNING_WORLD), data_dir, progress=False)
+    spec, _ = ensure_backbone(world, BackboneTrainConfig(pairs=LEARNING_BACKBONE_PAIRS, seed=LEARNING_WORLD["seed"]),
+                              progress=False)
+    composer = ensure_demo_composer(world, spec, ComposerConfig(seed=LEARNING_WORLD["seed"]), progress=False)
+    return demo_store(world, spec, progress=False), composer
+
+
+@pytest.fixture(scope="module")
+def cycle(learning_world, tmp_path_factory):
+    """The learning world's catalog, its two-stage composer as the root version, 800 French customers' picks,
+    and one fine-tune from them with the default recipe."""
     from assistant.parser import RuleParser
     from assistant.searcher import CatalogSearcher
     from assistant.triplet_log import TripletLog, scan_log
@@ -140,10 +165,11 @@ def cycle(app_catalog, trained_composer, tmp_path_factory):
     from training.finetune import finetune_from_log, load_store_backbone
     from training.simulated_customers import CustomerCatalog, simulate_customers
 
+    catalog_db, composer = learning_world
     folder = tmp_path_factory.mktemp("learning")
     registry = Registry(folder / "models")
-    root = registry.use(registry.ensure_root(trained_composer[0].save(folder / "composer")).id)
-    store = CatalogStore.open(app_catalog)
+    root = registry.use(registry.ensure_root(composer).id)
+    store = CatalogStore.open(catalog_db)
     encoder = registry.load(root, load_store_backbone(store), store.identity)
     log = folder / "triplets" / "triplets.jsonl"
     assistant = Assistant(CatalogSearcher(store, encoder), RuleParser(), TripletLog(log, salt=b"test"),
@@ -156,9 +182,6 @@ def cycle(app_catalog, trained_composer, tmp_path_factory):
                            records=scan_log(log).records)
 
 
-@pytest.mark.xfail(reason="open (issue 6): on the 2400-image test world one fine-tune round does not reliably raise "
-                          "held-out choice@1 (measured 17.2->25.0, 12.4->14.6, 13.7->11.0); the 10k benchmark gains",
-                   strict=False)
 def test_harvest_finetune_cycle_beats_the_parent_on_heldout_picks(cycle):
     report, registry = cycle.report, cycle.registry
     counts = report["training"]["counts"]
@@ -169,7 +192,7 @@ def test_harvest_finetune_cycle_beats_the_parent_on_heldout_picks(cycle):
     assert counts["upload_not_stored"] > 0 and counts["uploads_encoded"] > 0, "unconsented photos are skipped"
     before, after = report["heldout_picks"]["parent"], report["heldout_picks"]["new"]
     assert after["choices"] == before["choices"] > 60
-    assert after["choice@1"] > before["choice@1"], report["heldout_picks"]
+    assert after["choice@1"] > before["choice@1"] + 5, report["heldout_picks"]
     assert report["verdict"] == "better" and report["activated"]
     version = registry.get(report["version"])
     assert version.parent == cycle.root.id and registry.active(cycle.store.identity).id == version.id
@@ -179,9 +202,6 @@ def test_harvest_finetune_cycle_beats_the_parent_on_heldout_picks(cycle):
     assert set(saved["benchmark"]) == {"1-attr held-out", "2-attr held-out"}
 
 
-@pytest.mark.xfail(reason="open (issue 6): on the 2400-image test world one fine-tune round does not reliably raise "
-                          "held-out choice@1 (measured 17.2->25.0, 12.4->14.6, 13.7->11.0); the 10k benchmark gains",
-                   strict=False)
 def test_a_worse_fine_tune_is_saved_but_not_activated_unless_forced(cycle):
     from ui.cli import app
 

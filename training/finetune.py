@@ -391,6 +391,16 @@ def benchmark_sets(world: CatalogWorld, features: CatalogFeatures, n: int) -> di
     return {f"{k}-attr {name}": make_triplets(world, n, 20 + k, (k,), split, refs) for k in (1, 2)}  # type: ignore[arg-type]
 
 
+def catalog_scores(encoder: QueryEncoder, features: CatalogFeatures, triplets: list[Triplet]) -> torch.Tensor:
+    """(len(triplets), catalog rows) query-item similarities; a catalog reference is never a candidate."""
+    refs = np.array([t.reference_id for t in triplets])
+    queries = encoder.encode(features.pooled[refs], features.patches[refs], [t.instructions for t in triplets])
+    scores = queries.float() @ features.pooled[:features.n_catalog].float().T
+    inside = refs < features.n_catalog
+    scores[torch.from_numpy(np.flatnonzero(inside)), torch.from_numpy(refs[inside])] = float("-inf")
+    return scores
+
+
 @torch.no_grad()
 def recall(encoder: QueryEncoder, features: CatalogFeatures, triplets: list[Triplet],
            ks: tuple[int, ...] = KS) -> dict[str, float]:
@@ -398,12 +408,7 @@ def recall(encoder: QueryEncoder, features: CatalogFeatures, triplets: list[Trip
     by label (any item of the target's combination) and by the picked image itself."""
     if not triplets:
         return {**{f"R@{k}": 0.0 for k in ks}, "queries": 0}
-    refs = np.array([t.reference_id for t in triplets])
-    queries = encoder.encode(features.pooled[refs], features.patches[refs], [t.instructions for t in triplets])
-    scores = queries.float() @ features.pooled[:features.n_catalog].float().T
-    inside = refs < features.n_catalog
-    scores[torch.from_numpy(np.flatnonzero(inside)), torch.from_numpy(refs[inside])] = float("-inf")
-    top = scores.topk(max(ks), dim=1).indices.numpy()
+    top = catalog_scores(encoder, features, triplets).topk(max(ks), dim=1).indices.numpy()
     label_hit = features.combo_keys[top] == np.array([t.target_combo for t in triplets])[:, None]
     image_hit = top == np.array([t.target_id for t in triplets])[:, None]
     out = {f"R@{k}": round(float(label_hit[:, :k].any(1).mean() * 100), 2) for k in ks}
@@ -414,22 +419,28 @@ def recall(encoder: QueryEncoder, features: CatalogFeatures, triplets: list[Trip
 @torch.no_grad()
 def choice(encoder: QueryEncoder, features: CatalogFeatures, triplets: list[Triplet],
            shown: list[list[int]]) -> dict[str, float]:
-    """How often the model ranks the customer's choice first among the items shown with it (``choice@1``, %),
-    and the mean reciprocal rank of the choice there; every candidate was shown by the version that served,
-    so unlike recall over the catalog this does not favour that version. Items of the pick's label count as
-    the pick; turns that showed nothing else are left out."""
+    """Would this version have made the customer's choice: show the pick itself (its label within the version's
+    own top k over the catalog, k the items that turn showed) and rank it first among the items shown with it
+    (``choice@1``, %); ``choice MRR`` is the mean reciprocal rank of the pick among them, 0 when not shown.
+
+    Ranking only what the serving version showed does not favour that version the way catalog recall does;
+    requiring the pick on the version's own page stops a collapsed model, which orders those few items at
+    random, from winning. Items of the pick's label count as the pick; turns that showed nothing else are
+    left out."""
     kept = [i for i, t in enumerate(triplets) if any(features.combo_keys[r] != t.target_combo for r in shown[i])]
     if not kept:
         return {"choice@1": 0.0, "choice MRR": 0.0, "choices": 0}
-    refs = np.array([triplets[i].reference_id for i in kept])
-    queries = encoder.encode(features.pooled[refs], features.patches[refs], [triplets[i].instructions for i in kept])
+    scores = catalog_scores(encoder, features, [triplets[i] for i in kept])
     first, reciprocal = [], []
-    for query, i in zip(queries.float(), kept, strict=True):
+    for row_scores, i in zip(scores, kept, strict=True):
+        label = triplets[i].target_combo
+        page = row_scores.topk(min(len(shown[i]), features.n_catalog)).indices.numpy()
         rows = np.array(shown[i])
-        order = rows[(features.pooled[rows].float() @ query).argsort(descending=True).numpy()]
-        hits = features.combo_keys[order] == triplets[i].target_combo
-        first.append(bool(hits[0]))
-        reciprocal.append(1.0 / (1 + int(np.argmax(hits))))
+        order = rows[row_scores[torch.from_numpy(rows)].argsort(descending=True).numpy()]
+        hits = features.combo_keys[order] == label
+        on_page = bool((features.combo_keys[page] == label).any())
+        first.append(on_page and bool(hits[0]))
+        reciprocal.append(1.0 / (1 + int(np.argmax(hits))) if on_page else 0.0)
     return {"choice@1": round(100 * float(np.mean(first)), 2), "choice MRR": round(float(np.mean(reciprocal)), 4),
             "choices": len(kept)}
 
