@@ -138,7 +138,7 @@ def learning_world(data_dir):
     """(LanceDB catalog, composer folder) of a 5000-image world built by the demo's own pipeline.
 
     Not the session's 2400-image world: its brief composer and 40k-pair backbone leave too little to learn,
-    and one round gained 17.2->25.0, 12.4->14.6 and 13.7->11.0 choice@1 there. Here: 11.3->31.3 (150 picks).
+    and one round gained 17.2->25.0, 12.4->14.6 and 13.7->11.0 choice@1 there. Here: 11.3->30.7 (150 picks).
     """
     from training.pipeline import ComposerConfig, ensure_demo_composer
     from training.pretrain_backbone import BackboneTrainConfig, ensure_backbone
