@@ -6,7 +6,7 @@ the path), reads it, writes the kept lines to a temp file that it also locks,
 fsyncs it, renames it over the log and fsyncs the folder, and only then
 releases both locks. An appender that was waiting on the old file finds, once
 it holds the lock, that its fd is no longer the file at the path and reopens
-(``assistant.triplet_log.lock_current``); one that opens the new file waits
+(``retrieval.durable_files.lock_current``); one that opens the new file waits
 until the rename is durable. Consented upload copies that no remaining pick
 names are removed while the pick log's lock is held (``TripletLog.record``
 re-checks its copy after appending, so a copy stored just before is kept).
@@ -14,10 +14,8 @@ re-checks its copy after appending, so a copy stored just before is kept).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,8 +23,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from assistant.triplet_log import fsync_dir, hash_session, lock_current
+from assistant.triplet_log import hash_session
 from assistant.turn_log import turn_log_path
+from retrieval.durable_files import fsync_dir, lock_current, read_all, replace_locked
 
 STALE_TEMP_S = 3600
 MIN_HASH_CHARS = 16
@@ -87,41 +86,6 @@ def _decode(line: bytes) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def _read_fd(fd: int) -> bytes:
-    size = os.fstat(fd).st_size
-    chunks, offset = [], 0
-    while offset < size:
-        chunk = os.pread(fd, size - offset, offset)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        offset += len(chunk)
-    return b"".join(chunks)
-
-
-def _replace_locked(path: Path, body: bytes, mode: int) -> int:
-    """Temp file + fsync + rename + folder fsync: the log is the old or the new one, never a mix.
-
-    Returns the new file's fd, still locked: appenders that open the new file
-    wait until the caller is done with it.
-    """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode & 0o777)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        view = memoryview(body)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    return fd
-
-
 def rewrite_log(path: Path, keep: Keep, dry_run: bool = False, then: Callable[[list[dict]], Any] | None = None
                 ) -> Rewrite:
     """Keep the lines ``keep(raw, record_or_None)`` accepts; ``then(kept records)`` runs while the lock is held."""
@@ -135,7 +99,7 @@ def rewrite_log(path: Path, keep: Keep, dry_run: bool = False, then: Callable[[l
     new_fd = None
     try:
         kept_lines, kept_records = [], []
-        for line in _lines(_read_fd(fd)):
+        for line in _lines(read_all(fd)):
             record = _decode(line)
             if keep(line, record):
                 kept_lines.append(line)
@@ -149,7 +113,7 @@ def rewrite_log(path: Path, keep: Keep, dry_run: bool = False, then: Callable[[l
         result.kept = len(kept_lines)
         if result.removed and not dry_run:
             body = b"".join(line + b"\n" for line in kept_lines)
-            new_fd = _replace_locked(path, body, os.fstat(fd).st_mode)
+            new_fd = replace_locked(path, body, os.fstat(fd).st_mode)
         if then is not None:
             then(kept_records)
     finally:

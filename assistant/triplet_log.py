@@ -1,8 +1,9 @@
 """The triplet log: one JSON line per pick, durable before the UI confirms, safe with concurrent writers.
 
-Each append takes an exclusive ``flock`` on the log file, repairs a torn last
-line a killed writer may have left (so it cannot swallow the new record), writes
-the whole record as one line, then ``flush`` + ``os.fsync``. Retention
+Each append (``retrieval.durable_files.append_line``) takes an exclusive
+``flock`` on the log file, repairs a torn last line a killed writer may have
+left (so it cannot swallow the new record), writes the whole record as one
+line, then ``os.fsync``. Retention
 (``assistant.log_retention``) rewrites the file by temp + fsync + rename under
 the same lock, so after taking the lock an appender checks that its fd is still
 the file at the path and reopens if not. Readers take no lock
@@ -15,9 +16,9 @@ hashes; an uploaded reference is stored as its content hash, and a copy of the
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import hmac
+import io
 import json
 import os
 import secrets
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from assistant.conversation import PickEvent
+from retrieval.data_home import default_data_dir
+from retrieval.durable_files import append_line, write_atomically
 
 SCHEMA_VERSION = 1
 ENV_SALT = "CIRCHAT_LOG_SALT"
@@ -36,8 +39,7 @@ SALT_FILE = "log_salt"
 
 
 def default_log_path() -> Path:
-    from training.world import default_data_dir
-
+    """Where the pick log lives unless told otherwise: ``$CIRCHAT_HOME/triplets/triplets.jsonl``."""
     return default_data_dir() / "triplets" / "triplets.jsonl"
 
 
@@ -46,8 +48,6 @@ def load_salt(config_dir: Path | None = None) -> bytes:
     env = os.environ.get(ENV_SALT)
     if env:
         return env.encode()
-    from training.world import default_data_dir
-
     path = (config_dir or default_data_dir()) / SALT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileExistsError):
@@ -68,87 +68,12 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` durably, so a reader sees the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def json_line(record: Mapping[str, Any]) -> bytes:
     """One record as one compact JSON line."""
     line = (json.dumps(record, ensure_ascii=False, separators=(",", ":"), sort_keys=True) + "\n").encode()
     if b"\n" in line[:-1]:
         raise ValueError("a record must serialise to a single line")
     return line
-
-
-def lock_current(path: Path, create: bool = True) -> int | None:
-    """An fd on the file now at ``path``, exclusively ``flock``ed (None if absent and not ``create``).
-
-    A rewrite (prune, delete) replaces the file by rename while holding this lock,
-    so a writer that waited on the old inode must notice and reopen, or its
-    append would land in a file no one reads.
-    """
-    flags = os.O_RDWR | os.O_APPEND | (os.O_CREAT if create else 0)
-    while True:
-        try:
-            fd = os.open(path, flags, 0o640)
-        except FileNotFoundError:
-            if create:
-                raise
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            held = os.fstat(fd)
-            try:
-                now = os.stat(path)
-            except FileNotFoundError:
-                now = None
-        except BaseException:
-            os.close(fd)
-            raise
-        if now is not None and (now.st_ino, now.st_dev) == (held.st_ino, held.st_dev):
-            return fd
-        os.close(fd)
-
-
-def fsync_dir(folder: Path) -> None:
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def append_line(path: Path, line: bytes, durable: bool) -> None:
-    """Append one complete line under the lock, closing off a torn last line first; ``durable`` fsyncs."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    created = not path.exists()
-    fd = lock_current(path)
-    try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = b"\n" + line
-        view = memoryview(line)
-        while view:
-            view = view[os.write(fd, view):]
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    if created and durable:
-        fsync_dir(path.parent)
 
 
 @dataclass
@@ -303,9 +228,9 @@ def export_log(path: Path, out: Path, fmt: str) -> int:
             ("shown_ids", pa.list_(pa.string())), ("shown_scores", pa.list_(pa.float64())), ("turns", pa.int32()),
         ])
         table = pa.Table.from_pylist(flat_rows(records), schema=schema)
-        tmp = out.with_name(f".{out.name}.tmp")
-        pq.write_table(table, tmp)
-        tmp.replace(out)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        write_atomically(out, buffer.getvalue())
     else:
         raise ValueError(f"format must be jsonl or parquet, not {fmt!r}")
     return len(records)

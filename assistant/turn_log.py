@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assistant.triplet_log import SCHEMA_VERSION, append_line, hash_session, json_line, load_salt, utc_now
+from assistant.triplet_log import SCHEMA_VERSION, hash_session, json_line, load_salt, utc_now
+from retrieval.durable_files import append_line
 
 TURN_LOG_NAME = "turns.jsonl"
 

@@ -19,10 +19,11 @@ from PIL import ExifTags, Image, PngImagePlugin
 from typer.testing import CliRunner
 
 from assistant.log_retention import delete_session, delete_session_hash, prune
-from assistant.triplet_log import TripletLog, append_line, hash_session, json_line, scan_log
+from assistant.triplet_log import TripletLog, hash_session, json_line, scan_log
 from assistant.turn_log import TurnLog, turn_log_path
 from assistant.turns import Assistant
 from assistant.uploads import UploadStore
+from retrieval.durable_files import append_line
 from tests.fixtures_app import free_port
 from ui.assistant_commands import app
 
@@ -43,7 +44,7 @@ def searcher(world, backbone, tmp_path_factory):
     from retrieval.store import CatalogStore
 
     db = tmp_path_factory.mktemp("governance-catalog") / "catalog.lancedb"
-    ingest(world.root, backbone, db, metadata_csv=world.catalog_csv, progress=False)
+    ingest(world.root, backbone, db, metadata=world.catalog_csv, progress=False)
     return CatalogSearcher(CatalogStore.open(db, identity=backbone.identity), QueryEncoder(backbone, None))
 
 
@@ -233,7 +234,8 @@ def test_retention_commands(tmp_path, monkeypatch):
 
 WRITER = textwrap.dedent("""
     import sys
-    from assistant.triplet_log import TripletLog, append_line, hash_session, json_line, utc_now
+    from assistant.triplet_log import TripletLog, hash_session, json_line, utc_now
+    from retrieval.durable_files import append_line
     path, turns, name, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     log = TripletLog(path, salt=b"s")
     session = hash_session(name, b"s")

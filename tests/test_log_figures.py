@@ -10,8 +10,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from assistant.log_figures import compute_figures, plot_daily, plot_models, plot_ranks, save_plots, short_model
-from assistant.triplet_log import TripletLog, append_line, hash_session, json_line
+from assistant.triplet_log import TripletLog, hash_session, json_line
 from assistant.turn_log import TurnLog, turn_log_path
+from retrieval.durable_files import append_line
 from ui.assistant_commands import app
 from ui.stats_tab import stats_view
 

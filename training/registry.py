@@ -41,8 +41,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from assistant.triplet_log import write_atomically
 from retrieval.backbone import Backbone
+from retrieval.data_home import default_data_dir
+from retrieval.durable_files import write_atomically
 from retrieval.query_encoder import CHECKPOINT_FILE, ModelMismatch, QueryEncoder
 
 ACTIVE_FILE = "active.json"
@@ -88,8 +89,7 @@ class Version:
 
 
 def default_registry_dir() -> Path:
-    from training.world import default_data_dir
-
+    """Where model versions live unless told otherwise: ``$CIRCHAT_HOME/models``."""
     return default_data_dir() / "models"
 
 
