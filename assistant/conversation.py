@@ -22,9 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from assistant.instruction import Instruction, caption_phrase
+from assistant.instruction import Instruction
 from assistant.parser import NONE_OF_THESE, START_OVER, UNDO, Parsed
-from training.world import APPLIES, ATTRIBUTES, NONE, VALUES
+from retrieval.catalog_schema import CatalogSchema
 
 MAX_HISTORY = 100
 
@@ -45,8 +45,8 @@ class Reference:
         return self.key if self.kind == "catalog" else self.path
 
     @classmethod
-    def catalog(cls, item: ShownItem) -> Reference:
-        return cls("catalog", item.id, item.path, f"ref #{item.id}", known_from_metadata(item.metadata))
+    def catalog(cls, item: ShownItem, schema: CatalogSchema) -> Reference:
+        return cls("catalog", item.id, item.path, f"ref #{item.id}", schema.known_values(item.metadata))
 
     @classmethod
     def upload(cls, sha256: str, path: str) -> Reference:
@@ -91,16 +91,24 @@ class PickEvent:
     turns: int
 
 
-def with_instruction(snapshot: Snapshot, instruction: Instruction) -> Snapshot:
-    """``snapshot`` plus one instruction: same attribute replaces, free text appends once."""
+def with_instruction(snapshot: Snapshot, instruction: Instruction, schema: CatalogSchema) -> Snapshot:
+    """``snapshot`` plus one instruction: same attribute replaces, free text appends once; an attribute that does
+    not apply to the category in force is ignored, and a new category drops the instructions that do not apply."""
     kept = list(snapshot.instructions)
+    if instruction.attribute is not None and instruction.attribute != schema.category:
+        category = next((str(i.value) for i in reversed(kept) if i.attribute == schema.category and not i.relative),
+                        None)
+        if category is None and snapshot.reference is not None and schema.category:
+            category = snapshot.reference.attributes.get(schema.category)
+        if not schema.applies(instruction.attribute, category):
+            return snapshot
     if instruction.attribute is None:
         if any(i.attribute is None and i.text == instruction.text for i in kept):
             return snapshot
     else:
         kept = [i for i in kept if i.attribute != instruction.attribute]
-        if instruction.attribute == "category" and instruction.value in VALUES["category"]:
-            kept = [i for i in kept if i.attribute is None or instruction.value in APPLIES[i.attribute]]
+        if instruction.attribute == schema.category and not instruction.relative:
+            kept = [i for i in kept if i.attribute is None or schema.applies(i.attribute, instruction.value)]
     return replace(snapshot, instructions=(*kept, instruction))
 
 
@@ -109,6 +117,7 @@ class Conversation:
     """One session's state machine; every method is a user action."""
 
     session_id: str
+    schema: CatalogSchema = field(default_factory=CatalogSchema, repr=False)
     state: Snapshot = field(default_factory=Snapshot)
     history: list[Snapshot] = field(default_factory=list)
     shown: list[ShownItem] = field(default_factory=list)
@@ -164,7 +173,7 @@ class Conversation:
         if upload is not None:
             new = Snapshot(reference=upload, rejected=new.rejected)
         for instruction in parsed.instructions:
-            new = with_instruction(new, instruction)
+            new = with_instruction(new, instruction, self.schema)
         changed = self._push(new) or changed
         if upload is not None or parsed.instructions or parsed.command == NONE_OF_THESE:
             self.turns += 1
@@ -204,7 +213,7 @@ class Conversation:
         event = PickEvent(item=item, reference=self.reference, instructions=list(self.instructions),
                           said=self.query()[1], composed_text=self.last_query, mode=self.last_mode,
                           where=self.last_where, shown=list(self.shown), turns=self.turns)
-        self._push(Snapshot(reference=Reference.catalog(item), rejected=self.rejected))
+        self._push(Snapshot(reference=Reference.catalog(item, self.schema), rejected=self.rejected))
         self.picks.append(item)
         self.turns = 0
         return event
@@ -215,7 +224,7 @@ class Conversation:
             return self.reference.query, [i.text for i in self.instructions]
         slots = {i.attribute: str(i.value) for i in self.instructions if i.attribute is not None}
         free = [i.text for i in self.instructions if i.attribute is None]
-        return None, ([caption_phrase(slots)] if slots else []) + free
+        return None, ([self.schema.describe(slots)] if slots else []) + free
 
     def chips(self) -> list[str]:
         """The parsed state as short labels: reference first, then instructions in order."""
@@ -225,7 +234,7 @@ class Conversation:
     def describe(self) -> str:
         """The visible state line: ``searching for: ref #123 + blue + short sleeves``."""
         if not self.searchable:
-            return "searching for: nothing yet (describe a garment or upload a photo)"
+            return f"searching for: nothing yet (describe {self.schema.describe({})} or upload a photo)"
         line = "searching for: " + " + ".join(self.chips())
         if self.rejected:
             line += f" (hiding {len(self.rejected)} rejected)"
@@ -240,7 +249,3 @@ class Conversation:
     def remove_from_shortlist(self, item_id: str) -> bool:
         return self.shortlist.pop(item_id, None) is not None
 
-
-def known_from_metadata(metadata: Mapping[str, Any]) -> dict[str, str]:
-    """Attribute values among a catalog row's metadata."""
-    return {a: str(metadata[a]) for a in ATTRIBUTES if metadata.get(a) not in (None, "", NONE)}

@@ -1,9 +1,12 @@
 """Rule-based instruction parsing: a chat message -> a command and slotted or free-text instructions.
 
-The rules cover the demo world's vocabulary (``training.world.VALUES``) with the
-synonyms shoppers use ("navy blue", "polka dots", "no sleeves", "maxi") and
-relative edits ("shorter", "longer sleeves"). Words the rules cannot place are
-kept as free text in their original order, so the model still reads them.
+The rules cover the catalog's own vocabulary (``assistant.vocabulary``, compiled
+from its ``schema.json``) with the synonyms shoppers use ("navy blue", "polka
+dots", "no sleeves", "maxi") and relative edits along ordered attributes
+("shorter", "longer sleeves", "bigger"). A value of a known kind that the
+catalog does not carry ("grey" in a shop without grey) is reported, not searched
+for. Words the rules cannot place are kept as free text in their original order,
+so the model still reads them.
 """
 
 from __future__ import annotations
@@ -14,69 +17,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from assistant.instruction import Instruction, slot
-from training.world import VALUES
+from assistant.vocabulary import Meaning, Vocabulary
 
 MAX_CHARS = 400
 UNDO, START_OVER, NONE_OF_THESE = "undo", "start_over", "none_of_these"
 COMMANDS = (UNDO, START_OVER, NONE_OF_THESE)
 
-SYNONYMS: dict[str, dict[str, tuple[str, ...]]] = {
-    "colour": {
-        "red": ("red", "scarlet", "crimson", "cherry", "cherry red", "bright red"),
-        "maroon": ("maroon", "burgundy", "wine", "wine red", "dark red", "oxblood", "claret", "bordeaux"),
-        "orange": ("orange", "tangerine", "burnt orange"),
-        "yellow": ("yellow", "mustard", "lemon", "gold", "golden"),
-        "green": ("green", "emerald", "lime", "olive", "forest green", "bottle green"),
-        "teal": ("teal", "turquoise", "aqua", "petrol", "cyan"),
-        "blue": ("blue", "light blue", "sky blue", "royal blue", "cobalt", "azure", "baby blue"),
-        "navy": ("navy", "navy blue", "dark blue", "midnight blue"),
-        "purple": ("purple", "violet", "lilac", "lavender", "plum", "mauve"),
-        "pink": ("pink", "rose", "fuchsia", "magenta", "hot pink", "blush"),
-        "beige": ("beige", "cream", "tan", "camel", "khaki", "sand", "nude", "stone"),
-        "black": ("black", "jet black"),
-    },
-    "pattern": {
-        "solid": ("solid", "plain", "solid colour", "solid color", "single colour", "single color", "block colour",
-                  "one colour", "one color", "unpatterned", "plain colour", "plain color", "no pattern", "no print"),
-        "striped": ("striped", "stripes", "stripe", "stripy", "stripey", "pinstripe", "pinstriped", "pin stripes",
-                    "stripe pattern"),
-        "dotted": ("dotted", "dots", "dot", "polka dots", "polka dot", "polka dotted", "polka", "spotted", "spots",
-                   "spotty", "dotty"),
-        "checked": ("checked", "checks", "check", "checkered", "chequered", "checkerboard", "plaid", "tartan",
-                    "gingham"),
-    },
-    "sleeve": {
-        "sleeveless": ("sleeveless", "no sleeves", "without sleeves", "tank", "strapless", "sleeve less"),
-        "short-sleeve": ("short sleeves", "short sleeve", "short sleeved", "sleeves short", "half sleeves",
-                         "cap sleeves", "short arms"),
-        "long-sleeve": ("long sleeves", "long sleeve", "long sleeved", "sleeves long", "full sleeves",
-                        "full length sleeves", "long arms"),
-        "shorter": ("shorter sleeves", "shorter sleeve", "sleeves shorter"),
-        "longer": ("longer sleeves", "longer sleeve", "sleeves longer"),
-    },
-    "length": {
-        "short": ("short", "mini", "cropped", "above the knee"),
-        "knee-length": ("knee length", "knee", "midi", "medium length", "mid length", "knee high", "to the knee"),
-        "long": ("long", "maxi", "full length", "floor length", "ankle length", "to the floor"),
-        "shorter": ("shorter",),
-        "longer": ("longer",),
-    },
-    "neckline": {
-        "v-neck": ("v neck", "vneck", "v necked", "v neckline", "v shaped neck", "deep v"),
-        "crew-neck": ("crew neck", "crewneck", "round neck", "round neckline", "crew", "crew necked"),
-    },
-    "category": {
-        "t-shirt": ("t shirt", "t shirts", "tshirt", "tshirts", "tee", "tees", "tee shirt", "shirt", "shirts", "top",
-                    "tops"),
-        "dress": ("dress", "dresses", "gown", "frock"),
-        "skirt": ("skirt", "skirts"),
-        "trousers": ("trousers", "trouser", "pants", "slacks", "chinos"),
-    },
-}
-GENERIC = {"pattern": ("pattern", "patterns", "print", "prints", "patterned", "printed"),
-           "sleeve": ("sleeves", "sleeve", "arms")}
 NEGATORS = ("no", "not", "without", "remove", "lose", "drop", "minus", "non", "get rid of", "cut off", "take off",
-            "take away", "don't want", "dont want", "do not want", "less")
+            "take away", "don't want", "dont want", "do not want", "less", "rather than", "instead of", "other than",
+            "but not", "anything but")
 FILLER = frozenset((
     "a", "an", "the", "it", "its", "it's", "this", "that", "these", "those", "one", "ones", "thing", "something",
     "make", "makes", "made", "making", "i", "i'd", "i'm", "im", "id", "me", "my", "we", "us", "our", "you", "your",
@@ -87,7 +36,8 @@ FILLER = frozenset((
     "again", "let's", "lets", "try", "put", "add", "have", "has", "oh", "ok", "okay", "sorry", "wait", "yes", "yeah",
     "hmm", "um", "kind", "sort", "very", "really", "quite", "so", "too", "all", "over", "them", "they", "do", "does",
     "go", "got", "should", "how", "about", "what", "if", "into", "as", "see", "but", "then", "and", "or", "thanks",
-    "thank", "than", "style", "one's", "length", "neckline", "neck", "cut", "shape",
+    "thank", "than", "style", "one's", "length", "neckline", "neck", "cut", "shape", "even", "slightly",
+    "lot", "way",
 ))
 SEPARATORS = frozenset({",", ".", ";", ":", "!", "?", "、", "。", "and", "but", "then", "also", "plus", "&", "+",
                         "or"})
@@ -105,6 +55,20 @@ COMMAND_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 TOKEN = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*|[,.;:!?&+、。]|[\u2600-\u27bf\U0001f000-\U0001faff]")
 
 
+@dataclass(frozen=True)
+class Unavailable:
+    """A value the shopper asked for that the catalog does not carry, and the nearest ones it does."""
+
+    attribute: str
+    value: str
+    said: str
+    closest: tuple[str, ...] = ()
+
+    def message(self) -> str:
+        closest = f"; closest: {', '.join(self.closest)}" if self.closest else ""
+        return f"No {self.value} items here{closest}."
+
+
 @dataclass
 class Parsed:
     """A message understood: an optional command, then instructions in the order said."""
@@ -113,6 +77,7 @@ class Parsed:
     instructions: list[Instruction] = field(default_factory=list)
     source: str = "rules"
     note: str | None = None
+    unavailable: list[Unavailable] = field(default_factory=list)
 
 
 def clean_text(text: str, max_chars: int = MAX_CHARS) -> str:
@@ -123,28 +88,8 @@ def clean_text(text: str, max_chars: int = MAX_CHARS) -> str:
     return re.sub(r"\s+", " ", text).strip()[:max_chars]
 
 
-def _variants(phrase: str) -> set[str]:
-    spaced = phrase.replace("-", " ")
-    return {spaced, spaced.replace(" ", "-"), spaced.replace(" ", "")}
-
-
-def _phrase_table() -> dict[tuple[str, ...], tuple[str, str | None]]:
-    table: dict[tuple[str, ...], tuple[str, str | None]] = {}
-    for attribute, values in SYNONYMS.items():
-        for value, phrases in values.items():
-            canonical = (value,) if value in VALUES[attribute] else ()
-            for phrase in (*phrases, *canonical):
-                for variant in _variants(phrase):
-                    table.setdefault(tuple(variant.split()), (attribute, value))
-    for attribute, words in GENERIC.items():
-        for word in words:
-            table.setdefault((word,), (attribute, None))
-    return table
-
-
-PHRASES = _phrase_table()
 NEGATOR_PHRASES = frozenset(tuple(n.split()) for n in NEGATORS)
-LONGEST = max(len(p) for p in PHRASES)
+LONGEST_NEGATOR = max(len(n) for n in NEGATOR_PHRASES)
 
 
 def tokenize(text: str) -> list[str]:
@@ -173,25 +118,25 @@ def _clauses(tokens: list[str]) -> list[list[str]]:
 class _Match:
     start: int
     end: int
-    attribute: str
-    value: str | None
+    meaning: Meaning
     negated: bool = False
 
 
-def _matches(clause: list[str]) -> tuple[list[_Match], set[int]]:
+def _matches(clause: list[str], vocabulary: Vocabulary, known: Mapping[str, str]) -> tuple[list[_Match], set[int]]:
     """Vocabulary matches (longest first, left to right) and the positions of negating words."""
     matches, negators, i, pending = [], set(), 0, False
+    longest = max(vocabulary.longest, LONGEST_NEGATOR)
     while i < len(clause):
-        for n in range(min(LONGEST, len(clause) - i), 0, -1):
+        for n in range(min(longest, len(clause) - i), 0, -1):
             window = tuple(clause[i:i + n])
-            if window in NEGATOR_PHRASES and (n > 1 or window not in PHRASES):
+            meanings = vocabulary.meanings(window)
+            if window in NEGATOR_PHRASES and (n > 1 or not meanings):
                 negators.update(range(i, i + n))
                 pending = True
                 i += n
                 break
-            if window in PHRASES:
-                attribute, value = PHRASES[window]
-                matches.append(_Match(i, i + n, attribute, value, negated=pending))
+            if meanings:
+                matches.append(_Match(i, i + n, vocabulary.choose(meanings, known), negated=pending))
                 pending = False
                 i += n
                 break
@@ -200,47 +145,48 @@ def _matches(clause: list[str]) -> tuple[list[_Match], set[int]]:
     return matches, negators
 
 
-def _negated(attribute: str, value: str | None) -> str | None:
-    """What "no X" asks for, if it names a value: no pattern -> solid, no sleeves -> sleeveless."""
-    if attribute == "pattern" and value != "solid":
-        return "solid"
-    if attribute == "sleeve" and value not in ("sleeveless", "shorter", "longer"):
-        return "sleeveless"
-    if attribute == "length" and value in ("short", "long"):
-        return "longer" if value == "short" else "shorter"
-    options = VALUES.get(attribute, ())
-    if value in options and len(options) == 2:
-        return next(v for v in options if v != value)
-    return None
+@dataclass
+class _Clause:
+    instructions: list[Instruction]
+    unavailable: list[Unavailable]
+    rejected: set[str]
 
 
-def _relative_attribute(attribute: str, value: str | None, known: Mapping[str, str]) -> str:
-    """Bare "shorter"/"longer" means the length, except on a t-shirt, which has only sleeves to change."""
-    if attribute == "length" and value in ("shorter", "longer") and known.get("category") == "t-shirt":
-        return "sleeve"
-    return attribute
-
-
-def _parse_clause(clause: list[str], known: Mapping[str, str]) -> list[Instruction]:
-    matches, negators = _matches(clause)
-    out: list[Instruction] = []
+def _parse_clause(clause: list[str], vocabulary: Vocabulary, known: Mapping[str, str]) -> _Clause:
+    matches, negators = _matches(clause, vocabulary, known)
+    out = _Clause([], [], set())
     cursor = 0
 
     def free_span(start: int, end: int) -> None:
         words = clause[start:end]
-        if any(w not in FILLER and i + start not in negators for i, w in enumerate(words)):
-            out.append(Instruction.free(" ".join(words)))
+        if any(w not in FILLER and w not in vocabulary.attribute_words and i + start not in negators
+               for i, w in enumerate(words)):
+            out.instructions.append(Instruction.free(" ".join(words)))
 
     for m in matches:
         said = " ".join(clause[cursor:m.end]) if m.negated else " ".join(clause[m.start:m.end])
         free_span(cursor, m.start if not m.negated else _negation_start(clause, cursor, m.start, negators))
         cursor = m.end
-        value = _negated(m.attribute, m.value) if m.negated else m.value
-        if value is None:
-            out.append(Instruction.free(said))
+        attribute, value = m.meaning.attribute, m.meaning.value
+        if not m.meaning.carried:
+            if not m.negated:
+                out.unavailable.append(Unavailable(attribute, str(value), said,
+                                                   tuple(vocabulary.closest(attribute, str(value)))))
             continue
-        attribute = _relative_attribute(m.attribute, value, known)
-        out.append(slot(attribute, value, said=said, known=known))
+        if m.negated:
+            wanted = vocabulary.negated(attribute, value)
+            if wanted is None and value is not None:
+                out.rejected.add(attribute)
+                out.instructions.append(Instruction.free(said))
+                continue
+            value = wanted
+        if value is None:
+            out.instructions.append(Instruction.free(said))
+            continue
+        schema_attribute = vocabulary.schema.attribute(attribute)
+        if schema_attribute is not None and schema_attribute.relative_word(value) is not None:
+            attribute = vocabulary.relative_attribute(attribute, value, known)
+        out.instructions.append(slot(vocabulary.schema, attribute, value, said=said, known=known))
     free_span(cursor, len(clause))
     return out
 
@@ -259,20 +205,38 @@ def match_command(text: str) -> tuple[str | None, str]:
     return None, text
 
 
-def parse_rules(text: str, known: Mapping[str, str] | None = None) -> Parsed:
-    """Parse a message with the rules; ``known`` holds the current attribute values for relative edits."""
+def parse_rules(text: str, vocabulary: Vocabulary, known: Mapping[str, str] | None = None) -> Parsed:
+    """Parse a message with the rules; ``known`` holds the current attribute values for relative edits.
+
+    A negated value with nothing to stand for ("not green") is dropped when the same message asks for another value
+    of that attribute ("not green — orange" gives orange); alone, it stays as free text.
+    """
     known = dict(known or {})
     command, rest = match_command(clean_text(text))
-    instructions: list[Instruction] = []
-    for clause in _clauses(tokenize(rest)):
-        instructions.extend(_parse_clause(clause, known))
-    return Parsed(command=command, instructions=instructions)
+    clauses = [_parse_clause(c, vocabulary, known) for c in _clauses(tokenize(rest))]
+    slotted = {i.attribute for c in clauses for i in c.instructions if i.attribute is not None}
+    instructions = [i for c in clauses for i in c.instructions
+                    if not (i.attribute is None and any(a in slotted and _names_value(i, a, vocabulary)
+                                                        for a in c.rejected))]
+    unavailable = [u for c in clauses for u in c.unavailable]
+    return Parsed(command=command, instructions=instructions, unavailable=unavailable)
+
+
+def _names_value(instruction: Instruction, attribute: str, vocabulary: Vocabulary) -> bool:
+    """Whether a free-text instruction is a negated value of ``attribute`` ("not green")."""
+    found = vocabulary.schema.attribute(attribute)
+    words = tuple(instruction.text.split())
+    return found is not None and any(
+        m.attribute == attribute for n in range(len(words)) for m in vocabulary.meanings(words[n:]))
 
 
 class RuleParser:
-    """The default parser: rules only."""
+    """The default parser: the rules, on one catalog's vocabulary."""
 
     name = "rules"
 
+    def __init__(self, vocabulary: Vocabulary):
+        self.vocabulary = vocabulary
+
     def parse(self, text: str, known: Mapping[str, str] | None = None) -> Parsed:
-        return parse_rules(text, known)
+        return parse_rules(text, self.vocabulary, known)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from retrieval.catalog_schema import CatalogSchema
 from retrieval.query_encoder import QueryEncoder
 from retrieval.search import search_catalog
 from retrieval.store import CatalogStore, Hit
@@ -32,6 +33,7 @@ class Searcher(Protocol):
     """What a conversation turn needs from the catalog."""
 
     model_version: str
+    schema: CatalogSchema
 
     def search(self, reference: str | None, instructions: Sequence[str], where: str | None, k: int,
                exclude: Sequence[str]) -> Results: ...
@@ -63,6 +65,7 @@ class CatalogSearcher:
         self.store = store
         self.encoder = encoder
         self.model_version = version or model_version(encoder)
+        self.schema = store.catalog_schema
 
     def search(self, reference: str | None, instructions: Sequence[str], where: str | None, k: int,
                exclude: Sequence[str]) -> Results:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from assistant.searcher import Searcher
 from assistant.triplet_log import TripletLog
 from assistant.turn_log import TurnLog, turn_log_path
 from assistant.uploads import UploadStore
+from assistant.vocabulary import Vocabulary
 from retrieval.image_io import ImageRejected
 from retrieval.search import ReferenceNotFound
 from retrieval.store import BadFilter, where_clause
@@ -32,15 +33,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Filters:
-    """The structured filters beside the chat: a category and a price ceiling."""
+    """The structured filters beside the chat: wanted values per attribute (any of them) and numeric ranges."""
 
-    category: str | None = None
-    max_price: float | None = None
+    values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    ranges: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
 
     def where(self) -> str | None:
-        equals = {"category": self.category} if self.category else None
-        ranges = {"price": (None, float(self.max_price))} if self.max_price is not None else None
-        return where_clause(equals, ranges)
+        return where_clause({k: v for k, v in self.values.items() if v},
+                            {k: r for k, r in self.ranges.items() if r != (None, None)})
 
 
 @dataclass
@@ -80,7 +80,9 @@ class Assistant:
     def __init__(self, searcher: Searcher, parser: Any = None, log: TripletLog | None = None,
                  uploads: UploadStore | None = None, k: int = DEFAULT_K, turn_log: TurnLog | None = None):
         self.searcher = searcher
-        self.parser = parser or RuleParser()
+        self.schema = searcher.schema
+        self.vocabulary = getattr(parser, "vocabulary", None) or Vocabulary(self.schema)
+        self.parser = parser or RuleParser(self.vocabulary)
         self.log = log
         self.uploads = uploads or UploadStore()
         self.k = k
@@ -96,7 +98,7 @@ class Assistant:
         return delete_session(self.log.path, conv.session_id, self.log.salt, turns)
 
     def start(self, session_id: str) -> Conversation:
-        return Conversation(session_id=session_id)
+        return Conversation(session_id=session_id, schema=self.schema)
 
     def say(self, conv: Conversation, text: str = "", image: str | None = None, filters: Filters = Filters(),
             progress: Progress = _quiet) -> Reply:
@@ -132,7 +134,7 @@ class Assistant:
         item = conv.find_shown(str(item_id))
         if item is None:
             return self._reply(conv, f"Item {item_id} is not among the results shown; pick one of those.", ok=False)
-        saved = copy.deepcopy(conv)
+        saved = _snapshot(conv)
         event = conv.pick(item)
         record = None
         if self.log is not None:
@@ -146,25 +148,30 @@ class Assistant:
                 _restore(conv, saved)
                 return self._reply(conv, f"Your pick could not be saved ({err}); nothing changed, please retry.",
                                    ok=False)
-        name = item.metadata.get("name") or f"#{item.id}"
+        name = item.metadata.get(self.schema.roles.get("name", "name")) or f"#{item.id}"
+        hint = ", ".join(f"“{e}”" for e in self.schema.examples()[1])
         saved_note = " and saved it" if record is not None else ""
         reply = self._search_reply(conv, filters, progress, lambda n: (
             f"You picked {name} (rank {item.rank}){saved_note}. It is now the reference: tell me what to change "
-            f"(e.g. “make it blue”, “shorter sleeves”). Here are {n} similar items."), "pick")
+            f"(e.g. {hint}). Here are {n} similar items."), "pick")
         reply.logged = record
         return reply
 
     def _turn(self, conv: Conversation, parsed: Parsed, upload: Any, filters: Filters, progress: Progress) -> Reply:
-        saved = copy.deepcopy(conv)
+        saved = _snapshot(conv)
         had_history = bool(conv.history)
         changed = conv.apply(parsed, upload)
         notes = [parsed.note] if parsed.note else []
+        notes += [u.message() for u in parsed.unavailable]
+        if parsed.unavailable and not changed and parsed.command is None and upload is None:
+            return self._reply(conv, " ".join([*notes, "Nothing changed."]))
         if parsed.command == UNDO and not had_history:
             notes.append("There is nothing to undo.")
         if not conv.searchable:
             conv.record_results(None, None, None, [])
             opening = "Starting over." if parsed.command in (START_OVER, UNDO) else "Nothing to search for yet."
-            return self._reply(conv, " ".join([opening, *notes, "Describe a garment or upload a photo."]))
+            return self._reply(conv, " ".join([opening, *notes,
+                                               f"Describe {self.schema.describe({})} or upload a photo."]))
         if parsed.command is None and upload is None and not changed:
             notes.append("That did not change the search.")
         if parsed.command == NONE_OF_THESE:
@@ -214,6 +221,11 @@ class Assistant:
     def _reply(self, conv: Conversation, message: str, ok: bool = True) -> Reply:
         return Reply(message, list(conv.shown), conv.describe(), conv.chips(), conv.last_query, conv.last_mode,
                      ok=ok)
+
+
+def _snapshot(conv: Conversation) -> Conversation:
+    """A copy of the conversation to restore if the turn fails (the catalog schema is shared, not copied)."""
+    return copy.deepcopy(conv, {id(conv.schema): conv.schema})
 
 
 def _restore(conv: Conversation, saved: Conversation) -> None:

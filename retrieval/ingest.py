@@ -22,11 +22,9 @@ Object-store URIs (``s3://``…) have no local lock; run one ingest there at a t
 from __future__ import annotations
 
 import contextlib
-import csv
 import fcntl
 import hashlib
 import os
-import re
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -40,7 +38,9 @@ import torch
 from tqdm import tqdm
 
 from retrieval.backbone import Backbone, BackboneSpec, load_backbone
+from retrieval.catalog_schema import SCHEMA_FILE, CatalogSchema, infer_schema, load_schema, save_schema
 from retrieval.image_io import ImageRejected, load_image, read_limited
+from retrieval.metadata_formats import read_metadata, resolve_images
 from retrieval.query_encoder import ModelMismatch
 from retrieval.store import ANN_MIN_ROWS, DEFAULT_TABLE, CatalogLayout, CatalogStore, LayoutMismatch
 
@@ -48,8 +48,7 @@ IMAGE_SUFFIXES = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".dib", ".tif", ".tiff",
     ".svg", ".svgz", ".heic", ".heif", ".avif", ".ico", ".psd",
 })
-FILE_COLUMNS = ("file", "path", "image", "filename")
-NUMERIC_COLUMNS = ("price",)
+RESERVED_COLUMNS = frozenset({"id", "path", "content_hash", "model", "embedding", "patches"})
 ENGINES = ("local", "ray")
 OPTIMIZE_EVERY = 100
 
@@ -74,12 +73,16 @@ class Failure:
 
 @dataclass
 class Catalog:
-    """What a folder (and CSV) says the catalog is: items, metadata columns, and what could not be read."""
+    """What a folder (and metadata file) says the catalog is: items, columns, schema, and what could not be read."""
 
     items: list[SourceItem]
     metadata: tuple[tuple[str, str], ...]
     failures: list[Failure]
+    schema: CatalogSchema
+    format: str | None = None
+    notes: list[str] = field(default_factory=list)
     unlisted: int = 0
+    schema_file: Path | None = None
 
 
 @dataclass
@@ -100,8 +103,11 @@ class IngestReport:
     rows: int = 0
     seconds: float = 0.0
     recreated: bool = False
+    format: str | None = None
     indexes: dict[str, str] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    schema: list[str] = field(default_factory=list)
 
     @property
     def images_per_second(self) -> float:
@@ -122,19 +128,18 @@ class IngestReport:
         if self.recreated:
             lines.append("  table rebuilt for the new backbone (--reembed)")
         if self.unlisted:
-            lines.append(f"  {self.unlisted} image files in the folder are not in the metadata CSV (not ingested)")
+            lines.append(f"  {self.unlisted} image files in the folder are not in the metadata file (not ingested)")
+        if self.format:
+            lines.append(f"  metadata read as {self.format}" + "".join(f"; {n}" for n in self.notes))
+        if self.schema:
+            lines.append("  catalog schema (edit schema.json beside the metadata file, then ingest again):")
+            lines += [f"  {line}" for line in self.schema]
         if self.failures:
             lines.append(f"  {len(self.failures)} skipped:")
             lines += [f"    {f.path}: {f.reason}" for f in self.failures[:50]]
             if len(self.failures) > 50:
                 lines.append(f"    ... and {len(self.failures) - 50} more")
         return "\n".join(lines)
-
-
-def column_name(header: str) -> str:
-    """A CSV header as a SQL-friendly column name (``Sleeve Length`` -> ``sleeve_length``)."""
-    name = re.sub(r"[^0-9a-zA-Z_]+", "_", header.strip()).strip("_").lower()
-    return f"c_{name}" if not name or name[0].isdigit() else name
 
 
 def walk_images(folder: Path) -> Iterator[Path]:
@@ -146,48 +151,46 @@ def walk_images(folder: Path) -> Iterator[Path]:
                 yield Path(root) / name
 
 
-def read_catalog(folder: Path, metadata_csv: Path | None = None, numeric: Sequence[str] = NUMERIC_COLUMNS) -> Catalog:
-    """The items to ingest: every image in ``folder``, or the rows of ``metadata_csv`` (files relative to it)."""
+def schema_path(metadata: Path) -> Path:
+    """Where a catalog's ``schema.json`` lives: beside its metadata file."""
+    return Path(metadata).with_name(SCHEMA_FILE)
+
+
+def read_catalog(folder: Path, metadata: Path | None = None, format: str | None = None,
+                 encoding: str | None = None) -> Catalog:
+    """The items to ingest and the catalog's schema: every image in ``folder``, or the products of ``metadata``
+    (a plain CSV, a Shopify export or a Merchant feed; ``retrieval.metadata_formats``) with their images found
+    under ``folder``. The schema is inferred from the metadata, keeping the edits of an existing ``schema.json``.
+    Raises ``MetadataError`` / ``SchemaError`` before anything is written when the file cannot be used."""
     folder = Path(folder).resolve()
     if not folder.is_dir():
         raise FileNotFoundError(f"not a folder: {folder}")
     files = list(walk_images(folder))
-    if metadata_csv is None:
+    if metadata is None:
         items = [SourceItem(id=p.relative_to(folder).as_posix(), path=str(p)) for p in files]
-        return Catalog(items=items, metadata=(), failures=[])
-    with open(metadata_csv, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        headers = {column_name(h): h for h in reader.fieldnames or []}
-        file_column = next((c for c in FILE_COLUMNS if c in headers), None)
-        if file_column is None:
-            raise LayoutMismatch(f"{metadata_csv} has no image file column (one of {', '.join(FILE_COLUMNS)})")
-        reserved = {"id", file_column, "content_hash", "model", "embedding", "patches", "path"}
-        names = [c for c in headers if c not in reserved]
-        metadata = tuple((c, "float" if c in numeric else "string") for c in names)
-        items, failures, seen = [], [], {}
-        for line, row in enumerate(reader, start=2):
-            raw = row.get(headers[file_column]) or ""
-            path = (folder / raw).resolve() if raw else None
-            item_id = (row.get(headers["id"]) or "").strip() if "id" in headers else ""
-            item_id = item_id or (Path(raw).as_posix() if raw else "")
-            where = f"{metadata_csv}:{line}"
-            if path is None or not item_id:
-                failures.append(Failure(where, "row has no image file", item_id or None))
-                continue
-            if item_id in seen:
-                reason = f"duplicate id {item_id!r} (first at line {seen[item_id]})"
-                failures.append(Failure(str(path), reason, item_id))
-                continue
-            try:
-                values = {c: _typed(row.get(headers[c]), kind, c) for c, kind in metadata}
-            except ValueError as err:
-                failures.append(Failure(str(path), f"{where}: {err}", item_id))
-                continue
-            seen[item_id] = line
-            items.append(SourceItem(id=item_id, path=str(path), metadata=values))
-    listed = {it.path for it in items} | {f.path for f in failures}
-    return Catalog(items=items, metadata=metadata, failures=failures,
-                   unlisted=sum(str(p) not in listed for p in files))
+        return Catalog(items=items, metadata=(), failures=[], schema=CatalogSchema())
+    table = read_metadata(Path(metadata), format, encoding)
+    resolved, issues = resolve_images(table, folder)
+    failures = [Failure(f"{metadata}:{i.line}", i.reason, i.id) for i in (*table.skipped, *issues)]
+    previous_file = schema_path(Path(metadata))
+    previous = load_schema(previous_file) if previous_file.exists() else None
+    rows = [row.values for row, _ in resolved]
+    schema = infer_schema(table.columns, rows, table.roles, previous, currency=table.currency)
+    numeric = {n.name for n in schema.numeric}
+    names = [c for c in table.columns if c not in RESERVED_COLUMNS]
+    kinds = tuple((c, "float" if c in numeric else "string") for c in names)
+    items = []
+    for row, path in resolved:
+        try:
+            values = {c: _typed(row.values.get(c), kind, c) for c, kind in kinds}
+        except ValueError as err:
+            failures.append(Failure(str(path), f"{metadata}:{row.line}: {err}", row.id))
+            continue
+        items.append(SourceItem(id=row.id, path=str(path), metadata=values))
+    listed = {it.path for it in items}
+    return Catalog(items=items, metadata=kinds, failures=failures, schema=schema, format=table.format,
+                   notes=list(table.notes), unlisted=sum(str(p) not in listed for p in files),
+                   schema_file=previous_file)
 
 
 def _typed(value: str | None, kind: str, column: str) -> str | float | None:
@@ -196,7 +199,7 @@ def _typed(value: str | None, kind: str, column: str) -> str | float | None:
         return None
     if kind == "float":
         try:
-            return float(value)
+            return float(value.replace(",", ""))
         except ValueError:
             raise ValueError(f"{column} {value!r} is not a number") from None
     return value
@@ -355,11 +358,15 @@ def ingest_lock(db: str | Path, table: str) -> Iterator[None]:
 
 
 def ingest(folder: str | Path, backbone: Backbone, db: str | Path, table: str = DEFAULT_TABLE,
-           metadata_csv: str | Path | None = None, *, sync: bool = False, reembed: bool = False,
+           metadata: str | Path | None = None, *, format: str | None = None, encoding: str | None = None,
+           sync: bool = False, reembed: bool = False,
            engine: str = "local", address: str | None = None, batch_size: int = 128, patches: bool = True,
-           numeric: Sequence[str] = NUMERIC_COLUMNS, ann_min_rows: int = ANN_MIN_ROWS,
+           ann_min_rows: int = ANN_MIN_ROWS,
            threads: tuple[int, int] | None = None, actors: int | None = None, progress: bool = True) -> IngestReport:
-    """Bring the catalog table in line with ``folder`` (and ``metadata_csv``); see the module docstring.
+    """Bring the catalog table in line with ``folder`` (and ``metadata``); see the module docstring.
+
+    The catalog's schema is inferred from the metadata (keeping the edits of the ``schema.json`` beside it),
+    written back there and stored in the table, so ``circhat serve --db`` needs nothing else.
 
     ``threads`` is (decode threads, torch threads) for the local engine [``thread_budget()``];
     ``actors`` is the Ray actor pool size [one per GPU, else per CPU].
@@ -369,11 +376,12 @@ def ingest(folder: str | Path, backbone: Backbone, db: str | Path, table: str = 
     with ingest_lock(db, table):
         start = time.perf_counter()
         threads = threads or thread_budget()
-        catalog = read_catalog(Path(folder), Path(metadata_csv) if metadata_csv else None, numeric)
+        catalog = read_catalog(Path(folder), Path(metadata) if metadata else None, format, encoding)
         layout = CatalogLayout(backbone.embed_dim, patch_shape(backbone) if patches else None, catalog.metadata)
         store, recreated = open_for_ingest(db, table, backbone, layout, reembed)
         report = IngestReport(db=str(db), table=table, engine=engine, model=backbone.identity, recreated=recreated,
-                              scanned=len(catalog.items), unlisted=catalog.unlisted, failures=list(catalog.failures))
+                              scanned=len(catalog.items), unlisted=catalog.unlisted, failures=list(catalog.failures),
+                              format=catalog.format, notes=catalog.notes, schema=catalog.schema.summary())
 
         current = {row["id"]: row for row in store.snapshot().to_pylist()}
         hashes = _hash_all(catalog.items, max(2, threads[0]))
@@ -422,6 +430,10 @@ def ingest(folder: str | Path, backbone: Backbone, db: str | Path, table: str = 
         if sync:
             wanted = {item.id for item in catalog.items}
             report.removed = store.delete(sorted(set(current) - wanted))
+        if store.catalog_schema != catalog.schema:
+            store.save_catalog_schema(catalog.schema)
+        if catalog.schema_file is not None:
+            save_schema(catalog.schema, catalog.schema_file)
         report.indexes = store.ensure_indexes(ann_min_rows)
         report.rows = len(store)
         report.seconds = time.perf_counter() - start

@@ -22,6 +22,10 @@ The table's Arrow schema is stated once, in ``catalog_schema``:
 
 The schema metadata records the backbone identity; opening the table with a
 different backbone raises ``ModelMismatch`` until the catalog is re-embedded.
+The catalog's vocabulary (``retrieval.catalog_schema``, its ``schema.json``)
+rides beside it, as metadata of the ``id`` field: LanceDB's Python API can
+update field metadata in a versioned commit but not table-level metadata, and a
+re-ingest must be able to update the vocabulary without rewriting the rows.
 Small catalogs are searched exactly (brute force); from ``ANN_MIN_ROWS`` rows an
 IVF_SQ index (8-bit scalar quantisation) with a refine step on full vectors takes
 over. Measured with ``training/bench_store.py`` on 2 cores (demo embeddings,
@@ -47,6 +51,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lancedb.index import Bitmap, BTree, IvfSq
 
+from retrieval.catalog_schema import CatalogSchema
 from retrieval.query_encoder import ModelMismatch
 
 DEFAULT_TABLE = "catalog"
@@ -58,6 +63,7 @@ VECTOR_INDEX = "embedding_ivf_"
 BITMAP_MAX_DISTINCT = 1_000
 KEEP_OLD_VERSIONS = timedelta(minutes=10)
 _META = "circhat."
+CATALOG_SCHEMA_KEY = f"{_META}catalog_schema"
 
 
 class StoreNotFound(FileNotFoundError):
@@ -278,6 +284,16 @@ class CatalogStore:
     @property
     def schema(self) -> pa.Schema:
         return self.table.schema
+
+    @property
+    def catalog_schema(self) -> CatalogSchema:
+        """The catalog's vocabulary as last ingested (an empty schema for a catalog ingested without metadata)."""
+        blob = (self.schema.field("id").metadata or {}).get(CATALOG_SCHEMA_KEY.encode())
+        return CatalogSchema.from_json(blob.decode(), f"catalog {self.table.name!r}") if blob else CatalogSchema()
+
+    def save_catalog_schema(self, schema: CatalogSchema) -> None:
+        """Record the catalog's vocabulary in the table, as one versioned commit."""
+        self.table.update_field_metadata({"path": "id", "metadata": {CATALOG_SCHEMA_KEY: schema.to_json()}})
 
     def refresh(self) -> None:
         """See other processes' writes now."""

@@ -40,7 +40,7 @@ def app_catalog(small_world, small_backbone, tmp_path_factory) -> Path:
     from retrieval.ingest import ingest
 
     db = tmp_path_factory.mktemp("app-catalog") / "catalog.lancedb"
-    ingest(small_world.root, load_backbone(small_backbone[0], "cpu"), db, metadata_csv=small_world.catalog_csv,
+    ingest(small_world.root, load_backbone(small_backbone[0], "cpu"), db, metadata=small_world.catalog_csv,
            progress=False)
     return db
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from assistant.conversation import Conversation, Reference, ShownItem
-from assistant.instruction import model_phrase
 from assistant.parser import parse_rules
 from assistant.triplet_log import hash_session, scan_log
+from tests.demo_schema import demo_schema, demo_vocabulary
 from training.world import Combo
 from ui.app import card_caption, chips_html, launch_kwargs, write_shortlist_csv
 from ui.serve import parse_auth
@@ -128,7 +128,8 @@ def check_log(c, log, before: int, replies: list[dict], stated: list[str], targe
     assert [s["id"] for s in first["shown"]] == [r["id"] for r in turn1["results"]]
     assert first["picked"]["rank"] == best["rank"] and first["turns"] == 1
     assert second["reference"] == {"kind": "catalog", "id": best["id"]}
-    assert second["instructions"] == [model_phrase(a, target.get(a)) for a in stated]
+    schema = demo_schema()
+    assert second["instructions"] == [schema.attribute(a).edit_phrase(target.get(a)) for a in stated]
     assert [p["attribute"] for p in second["parsed"]] == stated
     assert second["composed_text"] == last["query"] and second["turns"] == len(stated)
     assert [s["id"] for s in second["shown"]] == [r["id"] for r in last["results"]]
@@ -207,8 +208,8 @@ def test_launch_settings_and_auth_parsing(tmp_path):
 
 
 def test_user_text_is_escaped_in_chips_and_shortlist_csv_is_formula_safe():
-    conv = Conversation("s")
-    conv.apply(parse_rules("make it red <img src=x onerror=alert(1)>"),
+    conv = Conversation("s", demo_schema())
+    conv.apply(parse_rules("make it red <img src=x onerror=alert(1)>", demo_vocabulary()),
                Reference("catalog", "<img src=x onerror=alert(1)>.png", "/c/x.png", "ref #<img src=x>"))
     page = chips_html(conv)
     assert "<img" not in page and "ref #&lt;img src=x&gt;" in page and '<span class="chip">red</span>' in page
@@ -218,7 +219,7 @@ def test_user_text_is_escaped_in_chips_and_shortlist_csv_is_formula_safe():
     with open(write_shortlist_csv(conv), newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0][:3] == ["id", "name", "price"] and rows[1][:3] == ["9", "'=HYPERLINK(\"http://x\")", "9.99"]
-    assert card_caption(item) == "=HYPERLINK(\"http://x\") · $9.99 · red"
+    assert card_caption(item, demo_schema()) == "=HYPERLINK(\"http://x\") · $9.99 · red"
 
 
 def test_serve_command_reports_a_missing_catalog(tmp_path):

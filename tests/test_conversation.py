@@ -16,11 +16,13 @@ from assistant.searcher import Results
 from assistant.triplet_log import TripletLog
 from assistant.turns import Assistant, Filters
 from assistant.uploads import UploadStore
+from retrieval.catalog_schema import CatalogSchema
 from retrieval.store import BadFilter, Hit
+from tests.demo_schema import demo_schema, demo_vocabulary
 
 
 def say(conv: Conversation, text: str) -> bool:
-    return conv.apply(parse_rules(text, conv.known()))
+    return conv.apply(parse_rules(text, demo_vocabulary(), conv.known()))
 
 
 def item(item_id: str, rank: int = 1, **metadata: str) -> ShownItem:
@@ -30,7 +32,7 @@ def item(item_id: str, rank: int = 1, **metadata: str) -> ShownItem:
 
 
 def test_text_only_first_turn_composes_a_caption_without_reference():
-    conv = Conversation("s")
+    conv = Conversation("s", demo_schema())
     assert not conv.searchable
     say(conv, "a red striped dress")
     assert conv.reference is None
@@ -39,8 +41,8 @@ def test_text_only_first_turn_composes_a_caption_without_reference():
 
 
 def test_later_instruction_on_the_same_attribute_replaces_the_earlier():
-    conv = Conversation("s")
-    conv.apply(parse_rules("with stripes"), Reference.upload("ab" * 32, "/tmp/p.png"))
+    conv = Conversation("s", demo_schema())
+    conv.apply(parse_rules("with stripes", demo_vocabulary()), Reference.upload("ab" * 32, "/tmp/p.png"))
     say(conv, "make it blue")
     say(conv, "with short sleeves")
     say(conv, "actually red")
@@ -50,7 +52,7 @@ def test_later_instruction_on_the_same_attribute_replaces_the_earlier():
 
 
 def test_text_only_turns_replace_too():
-    conv = Conversation("s")
+    conv = Conversation("s", demo_schema())
     say(conv, "a red striped dress")
     say(conv, "no, blue")
     say(conv, "make it plain")
@@ -58,7 +60,7 @@ def test_text_only_turns_replace_too():
 
 
 def test_free_text_is_kept_in_order_and_not_duplicated():
-    conv = Conversation("s")
+    conv = Conversation("s", demo_schema())
     say(conv, "a dress with a bow")
     say(conv, "for a wedding")
     say(conv, "with a bow")
@@ -67,31 +69,31 @@ def test_free_text_is_kept_in_order_and_not_duplicated():
 
 
 def test_changing_category_drops_attributes_that_no_longer_apply():
-    conv = Conversation("s")
+    conv = Conversation("s", demo_schema())
     say(conv, "a red t-shirt with long sleeves and a v-neck")
     say(conv, "make it trousers")
     assert [(i.attribute, i.value) for i in conv.instructions] == [("colour", "red"), ("category", "trousers")]
 
 
 def test_undo_steps_back_one_message_at_a_time():
-    conv = Conversation("s")
+    conv = Conversation("s", demo_schema())
     say(conv, "a red dress")
     say(conv, "make it blue and add stripes")
     say(conv, "long sleeves")
     assert conv.undo() is True
     assert [i.value for i in conv.instructions] == ["dress", "blue", "striped"]
-    conv.apply(parse_rules("undo"))
+    conv.apply(parse_rules("undo", demo_vocabulary()))
     assert [i.value for i in conv.instructions] == ["red", "dress"]
     assert conv.undo() and not conv.searchable
     assert conv.undo() is False
 
 
 def test_start_over_clears_everything_and_is_undoable():
-    conv = Conversation("s")
+    conv = Conversation("s", demo_schema())
     say(conv, "a red dress")
     conv.record_results("q", "text", None, [item("1"), item("2", 2)])
     conv.reject_shown()
-    conv.apply(parse_rules("start over"))
+    conv.apply(parse_rules("start over", demo_vocabulary()))
     assert not conv.searchable and conv.rejected == frozenset() and conv.turns == 0
     assert conv.describe().startswith("searching for: nothing yet")
     conv.undo()
@@ -99,20 +101,20 @@ def test_start_over_clears_everything_and_is_undoable():
 
 
 def test_none_of_these_excludes_every_shown_item_until_start_over():
-    conv = Conversation("s")
+    conv = Conversation("s", demo_schema())
     say(conv, "a red dress")
     conv.record_results("q", "text", None, [item("1"), item("2", 2)])
-    conv.apply(parse_rules("none of these"))
+    conv.apply(parse_rules("none of these", demo_vocabulary()))
     conv.record_results("q", "text", None, [item("3"), item("4", 2)])
-    conv.apply(parse_rules("none of these, make it blue"))
+    conv.apply(parse_rules("none of these, make it blue", demo_vocabulary()))
     assert conv.rejected == {"1", "2", "3", "4"}
     assert [i.value for i in conv.instructions] == ["dress", "blue"]
     assert "hiding 4 rejected" in conv.describe()
 
 
 def test_pick_becomes_the_reference_and_instructions_restart():
-    conv = Conversation("s")
-    conv.apply(parse_rules("with stripes"), Reference.upload("cd" * 32, "/tmp/p.png"))
+    conv = Conversation("s", demo_schema())
+    conv.apply(parse_rules("with stripes", demo_vocabulary()), Reference.upload("cd" * 32, "/tmp/p.png"))
     say(conv, "make it blue")
     chosen = item("7", 3, colour="blue", pattern="striped", length="long")
     conv.record_results("a photo of * , with stripes , make it blue", "composed", "price <= 50.0",
@@ -134,9 +136,9 @@ def test_pick_becomes_the_reference_and_instructions_restart():
 
 
 def test_new_photo_is_a_new_reference():
-    conv = Conversation("s")
-    conv.apply(parse_rules("make it blue"), Reference.upload("ab" * 32, "/tmp/a.png"))
-    conv.apply(parse_rules("with stripes"), Reference.upload("cd" * 32, "/tmp/b.png"))
+    conv = Conversation("s", demo_schema())
+    conv.apply(parse_rules("make it blue", demo_vocabulary()), Reference.upload("ab" * 32, "/tmp/a.png"))
+    conv.apply(parse_rules("with stripes", demo_vocabulary()), Reference.upload("cd" * 32, "/tmp/b.png"))
     assert conv.query() == ("/tmp/b.png", ["with stripes"])
 
 
@@ -146,6 +148,7 @@ class FakeSearcher:
 
     items: list[Hit]
     model_version: str = "fake-model"
+    schema: CatalogSchema = field(default_factory=demo_schema)
     calls: list[dict] = field(default_factory=list)
     fail_with: Exception | None = None
 
@@ -188,7 +191,7 @@ def png_file(tmp_path, name="photo.png", colour=(200, 30, 30)):
 
 def test_turns_search_with_filters_and_rejections(assistant):
     conv = assistant.start("session-1")
-    reply = assistant.say(conv, "a red dress", filters=Filters("dress", 30))
+    reply = assistant.say(conv, "a red dress", filters=Filters({"category": ("dress",)}, {"price": (None, 30)}))
     assert reply.ok and [s.id for s in reply.shown] == ["0", "1", "2", "3", "4"]
     assert assistant.searcher.calls[-1] == {"reference": None, "instructions": ["a red dress"],
                                             "where": "category = 'dress' AND price <= 30.0", "exclude": []}

@@ -35,7 +35,7 @@ SALT = "crash-salt"
 def light_catalog(world, backbone, tmp_path_factory) -> Path:
     """The 200-image store world ingested with the saved random backbone (loads in a subprocess in seconds)."""
     db = tmp_path_factory.mktemp("crash-catalog") / "db"
-    ingest(world.root, backbone, db, metadata_csv=world.catalog_csv, progress=False)
+    ingest(world.root, backbone, db, metadata=world.catalog_csv, progress=False)
     return db
 
 
@@ -125,7 +125,7 @@ def count_rows(db: Path) -> int:
 
 def test_ingest_killed_five_times_then_rerun_equals_clean_ingest(world, backbone, tmp_path):
     clean = tmp_path / "clean"
-    ingest(world.root, backbone, clean, metadata_csv=world.catalog_csv, progress=False)
+    ingest(world.root, backbone, clean, metadata=world.catalog_csv, progress=False)
     db = tmp_path / "db"
     command = [sys.executable, "-m", "ui.cli", "ingest", str(world.root), "--metadata", str(world.catalog_csv),
                "--model", backbone.spec.model, "--db", str(db), "--batch-size", "2", "--no-progress"]
@@ -153,7 +153,7 @@ def test_ingest_killed_five_times_then_rerun_equals_clean_ingest(world, backbone
             assert store.search(first, k=1, exact=True)[0].id == ids[0]
         seen.append(rows.num_rows)
     assert seen == sorted(seen) and seen[-1] > 0
-    report = ingest(world.root, backbone, db, metadata_csv=world.catalog_csv, progress=False)
+    report = ingest(world.root, backbone, db, metadata=world.catalog_csv, progress=False)
     assert report.added == len(world.items) - seen[-1] and report.unchanged == seen[-1]
     assert_same_rows(table_rows(clean), table_rows(db))
     print(f"\ningest: {INGEST_KILLS} SIGKILLs at {seen} rows of {len(world.items)}; rerun added {report.added}")

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from assistant.parser import parse_rules
+from tests.demo_schema import demo_vocabulary
 from training.finetune import FinetuneConfig, harvest, is_heldout, normalise, parse_since, verdict
 from training.registry import Registry, WorseVersion
 from training.simulated_customers import FRENCH, CustomerConfig
@@ -124,7 +125,7 @@ def test_the_french_customers_vocabulary_is_free_text_unknown_to_the_templates()
                       for w in re.findall(r"[a-z']+", re.sub(r"\{\w\}", " ", text))}
     template_words |= {w for values in VALUES.values() for v in values for w in re.split(r"[- ]", v)}
     for phrase in FRENCH.phrases():
-        parsed = parse_rules(phrase)
+        parsed = parse_rules(phrase, demo_vocabulary())
         assert parsed.command is None and parsed.instructions, phrase
         assert all(i.attribute is None for i in parsed.instructions), f"the parser slots {phrase!r}"
         assert not set(phrase.split()) & template_words, phrase
@@ -140,10 +141,9 @@ def learning_world(data_dir):
     Not the session's 2400-image world: its brief composer and 40k-pair backbone leave too little to learn,
     and one round gained 17.2->25.0, 12.4->14.6 and 13.7->11.0 choice@1 there. Here: 11.3->30.7 (150 picks).
     """
-    from training.pipeline import ComposerConfig, ensure_demo_composer
+    from training.pipeline import ComposerConfig, demo_store, ensure_demo_composer
     from training.pretrain_backbone import BackboneTrainConfig, ensure_backbone
     from training.world import WorldConfig, build_world
-    from ui.serve import demo_store
 
     world = build_world(WorldConfig(**LEARNING_WORLD), data_dir, progress=False)
     spec, _ = ensure_backbone(world, BackboneTrainConfig(pairs=LEARNING_BACKBONE_PAIRS, seed=LEARNING_WORLD["seed"]),
@@ -156,7 +156,6 @@ def learning_world(data_dir):
 def cycle(learning_world, tmp_path_factory):
     """The learning world's catalog, its two-stage composer as the root version, 800 French customers' picks,
     and one fine-tune from them with the default recipe."""
-    from assistant.parser import RuleParser
     from assistant.searcher import CatalogSearcher
     from assistant.triplet_log import TripletLog, scan_log
     from assistant.turns import Assistant
@@ -172,7 +171,7 @@ def cycle(learning_world, tmp_path_factory):
     store = CatalogStore.open(catalog_db)
     encoder = registry.load(root, load_store_backbone(store), store.identity)
     log = folder / "triplets" / "triplets.jsonl"
-    assistant = Assistant(CatalogSearcher(store, encoder), RuleParser(), TripletLog(log, salt=b"test"),
+    assistant = Assistant(CatalogSearcher(store, encoder), None, TripletLog(log, salt=b"test"),
                           uploads=UploadStore(folder / "uploads"))
     customers = simulate_customers(assistant, CustomerCatalog.from_store(store),
                                    CustomerConfig(sessions=800, seed=5), progress=False)

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def clean(world, backbone, tmp_path_factory):
     """(db, report) of one uninterrupted ingest of the world's catalog."""
     db = tmp_path_factory.mktemp("clean") / "db"
-    return db, ingest(world.root, backbone, db, metadata_csv=world.catalog_csv, progress=False)
+    return db, ingest(world.root, backbone, db, metadata=world.catalog_csv, progress=False)
 
 
 def table_rows(db: Path) -> pa.Table:
@@ -66,7 +66,7 @@ def test_clean_ingest_writes_every_item_with_metadata(world, clean, backbone):
 def test_reingest_adds_nothing(world, clean, backbone):
     db, _ = clean
     before = table_rows(db)
-    again = ingest(world.root, backbone, db, metadata_csv=world.catalog_csv, progress=False)
+    again = ingest(world.root, backbone, db, metadata=world.catalog_csv, progress=False)
     assert (again.added, again.updated, again.relabelled, again.unchanged) == (0, 0, 0, len(world.items))
     assert_same_rows(before, table_rows(db))
 
@@ -97,12 +97,12 @@ def test_metadata_change_rewrites_row_without_reembedding(world, backbone, tmp_p
     lines = world.catalog_csv.read_text().splitlines()[:21]
     (folder / "catalog.csv").write_text("\n".join(lines) + "\n")
     db = tmp_path / "db"
-    first = ingest(folder, backbone, db, metadata_csv=folder / "catalog.csv", progress=False)
+    first = ingest(folder, backbone, db, metadata=folder / "catalog.csv", progress=False)
     assert first.added == 20 and first.unlisted == len(world.items) - 20
     before = {r["id"]: r for r in table_rows(db).to_pylist()}
     lines[3] = lines[3].replace(f",{world.items[2].price:.2f},", ",1.50,")
     (folder / "catalog.csv").write_text("\n".join(lines) + "\n")
-    report = ingest(folder, backbone, db, metadata_csv=folder / "catalog.csv", progress=False)
+    report = ingest(folder, backbone, db, metadata=folder / "catalog.csv", progress=False)
     assert (report.relabelled, report.updated, report.added) == (1, 0, 0)
     after = {r["id"]: r for r in table_rows(db).to_pylist()}
     assert after["2"]["price"] == 1.5 and after["2"]["embedding"] == before["2"]["embedding"]
@@ -150,7 +150,7 @@ def test_killed_ingest_then_rerun_equals_clean_run(world, backbone, clean, tmp_p
     partial = table_rows(db)
     assert 0 < partial.num_rows < len(world.items)
     assert len(set(partial["id"].to_pylist())) == partial.num_rows
-    report = ingest(world.root, backbone, db, metadata_csv=world.catalog_csv, progress=False)
+    report = ingest(world.root, backbone, db, metadata=world.catalog_csv, progress=False)
     assert report.added == len(world.items) - partial.num_rows and report.unchanged == partial.num_rows
     assert_same_rows(table_rows(clean[0]), table_rows(db))
 

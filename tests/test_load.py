@@ -24,7 +24,7 @@ def light_db(world, backbone, tmp_path_factory) -> Path:
     from retrieval.ingest import ingest
 
     db = tmp_path_factory.mktemp("load-catalog") / "db"
-    ingest(world.root, backbone, db, metadata_csv=world.catalog_csv, progress=False)
+    ingest(world.root, backbone, db, metadata=world.catalog_csv, progress=False)
     return db
 
 
@@ -46,7 +46,8 @@ def load_server(light_db, tmp_path_factory):
 
 def test_concurrent_sessions_are_isolated_and_every_pick_is_logged_once(load_server):
     salt = load_server.assistant.log.salt
-    result = run_load(load_server.url, SESSIONS, TURNS, salt, load_server.assistant.log.path, seed=1)
+    result = run_load(load_server.url, SESSIONS, TURNS, salt, load_server.assistant.schema,
+                      load_server.assistant.log.path, seed=1)
     assert result["errors"] == 0, result["error_examples"]
     assert result["leaks"] == 0, result["leak_examples"]
     assert result["turns_done"] == SESSIONS * TURNS and result["distinct_session_hashes"] == SESSIONS
@@ -61,7 +62,7 @@ def test_the_leak_check_catches_two_shoppers_on_one_session(load_server):
     """Two simulated shoppers sharing one Gradio session (the failure a leak would be): the second one's
     very first turn is flagged, while a shopper on its own session passes every check."""
     salt = load_server.assistant.log.salt
-    first, second, alone = make_sessions(3, salt, seed=2)
+    first, second, alone = make_sessions(3, salt, seed=2, schema=load_server.assistant.schema)
     shared = connect(load_server.url)
     first.run(shared, 2)
     second.run(shared, 1)

@@ -41,7 +41,7 @@ def test_ray_engine_table_equals_local_engine(ray_local, world, backbone, tmp_pa
     tables = {}
     for engine in ("local", "ray"):
         db = tmp_path / f"db-{engine}"
-        report = ingest(folder, backbone, db, metadata_csv=folder / "catalog.csv", engine=engine, actors=1,
+        report = ingest(folder, backbone, db, metadata=folder / "catalog.csv", engine=engine, actors=1,
                         batch_size=16, progress=False)
         assert report.added == 79 and [f.id for f in report.failures] == ["3"], engine
         tables[engine] = lancedb.connect(str(db)).open_table("catalog").to_arrow().sort_by("id")
@@ -53,6 +53,6 @@ def test_ray_engine_table_equals_local_engine(ray_local, world, backbone, tmp_pa
                                        np.stack(remote[name].to_numpy(zero_copy_only=False)), atol=1e-5)
         else:
             assert local[name].to_pylist() == remote[name].to_pylist(), name
-    again = ingest(folder, backbone, tmp_path / "db-ray", metadata_csv=folder / "catalog.csv", engine="ray",
+    again = ingest(folder, backbone, tmp_path / "db-ray", metadata=folder / "catalog.csv", engine="ray",
                    actors=1, progress=False)
     assert again.added == 0 and again.unchanged == 79

@@ -116,7 +116,7 @@ def test_serve_loads_the_active_version_of_the_catalogs_backbone(composers, back
     from ui.serve import load_encoder
 
     db = tmp_path / "catalog.lancedb"
-    ingest(world.root, backbone, db, metadata_csv=world.catalog_csv, progress=False)
+    ingest(world.root, backbone, db, metadata=world.catalog_csv, progress=False)
     monkeypatch.setenv("CIRCHAT_HOME", str(tmp_path / "home"))
     store, encoder = load_encoder(db, "catalog", None, None, None)
     assert encoder.mapper is None, "no composer and no active version: the sum baseline, as before"

@@ -29,7 +29,7 @@ def catalog(world, backbone, tmp_path_factory):
     shutil.copytree(world.root / "images", folder / "images")
     shutil.copy(world.catalog_csv, folder / "catalog.csv")
     db = folder / "db"
-    ingest(folder, backbone, db, metadata_csv=folder / "catalog.csv", progress=False)
+    ingest(folder, backbone, db, metadata=folder / "catalog.csv", progress=False)
     return db, folder
 
 

@@ -73,7 +73,7 @@ def shop(world, backbone, tmp_path_factory):
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows + extra)
-    report = ingest(s.root / "shop", backbone, s.db, metadata_csv=s.root / "shop" / "catalog.csv", progress=False)
+    report = ingest(s.root / "shop", backbone, s.db, metadata=s.root / "shop" / "catalog.csv", progress=False)
     assert report.added == CATALOG_SIZE + 1 and [f.id for f in report.failures] == ["leak"]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CIRCHAT_LOG_SALT", "access-salt")

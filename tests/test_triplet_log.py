@@ -20,6 +20,7 @@ from assistant.conversation import PickEvent, Reference, ShownItem
 from assistant.instruction import Instruction
 from assistant.parser import parse_rules
 from assistant.triplet_log import TripletLog, export_log, hash_session, load_salt, log_stats, scan_log
+from tests.demo_schema import demo_vocabulary
 from ui.assistant_commands import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,7 @@ def writer(path: Path, name: str, count: int) -> subprocess.Popen:
 def event(item_id: str = "7", rank: int = 2, reference: Reference | None = None, turns: int = 3) -> PickEvent:
     shown = [ShownItem(str(i), i, 0.9 - i / 10, f"/c/{i}.png", {"colour": "red"}) for i in range(1, 5)]
     picked = ShownItem(item_id, rank, 0.8, f"/c/{item_id}.png", {"colour": "blue", "price": 12.5})
-    instructions = parse_rules("make it blue, with a bow").instructions
+    instructions = parse_rules("make it blue, with a bow", demo_vocabulary()).instructions
     return PickEvent(item=picked, reference=reference, instructions=instructions, said=[i.text for i in instructions],
                      composed_text="a photo of * , make it blue , with a bow", mode="composed", where=None,
                      shown=shown, turns=turns)

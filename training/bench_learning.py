@@ -50,17 +50,15 @@ class LearningBenchConfig:
 def run_learning_bench(config: LearningBenchConfig, data_dir: Path | None = None, workdir: Path | None = None,
                        progress: bool = True) -> dict[str, Any]:
     """Parent measured, harvest, fine-tune, new version measured; returns every figure."""
-    from assistant.parser import RuleParser
     from assistant.searcher import CatalogSearcher
     from assistant.triplet_log import TripletLog
     from assistant.turns import Assistant
     from assistant.uploads import UploadStore
     from retrieval.store import CatalogStore
-    from training.pipeline import ComposerConfig, ensure_demo_composer
+    from training.pipeline import ComposerConfig, demo_store, ensure_demo_composer
     from training.pretrain_backbone import BackboneTrainConfig, ensure_backbone
     from training.registry import Registry
     from training.world import WorldConfig, build_world
-    from ui.serve import demo_store
 
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -80,7 +78,7 @@ def run_learning_bench(config: LearningBenchConfig, data_dir: Path | None = None
 
     def assistant(version: str, logged: bool = False) -> Assistant:
         encoder = registry.load(version, load_store_backbone(store), store.identity)
-        return Assistant(CatalogSearcher(store, encoder), RuleParser(),
+        return Assistant(CatalogSearcher(store, encoder), None,
                          TripletLog(log, salt=SALT) if logged else None, uploads=uploads)
 
     def measure(version: str, name: str) -> dict[str, dict]:

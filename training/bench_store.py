@@ -209,8 +209,8 @@ def _index_shape(settings: IndexSettings, rows: int, dim: int) -> dict[str, int]
 def ingest_throughput(world, backbone: Backbone, db: Path, patches: bool) -> tuple[dict, CatalogStore]:
     """End-to-end ingest of the demo catalog (hash, decode, embed, write, index) into a fresh table."""
     shutil.rmtree(db, ignore_errors=True)
-    report = ingest(world.root, backbone, db, metadata_csv=world.catalog_csv, patches=patches, progress=False)
-    rerun = ingest(world.root, backbone, db, metadata_csv=world.catalog_csv, patches=patches, progress=False)
+    report = ingest(world.root, backbone, db, metadata=world.catalog_csv, patches=patches, progress=False)
+    rerun = ingest(world.root, backbone, db, metadata=world.catalog_csv, patches=patches, progress=False)
     return {
         "images": report.scanned, "seconds": round(report.seconds, 2),
         "images_per_second": round(report.images_per_second, 1),

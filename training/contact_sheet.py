@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from training.world import World
+from training.world import World, WorldConfig, build_world
 
 
 def contact_sheet(world: World, rows: int = 6, cols: int = 10, cell: int = 128, seed: int = 0) -> Image.Image:
@@ -28,3 +29,12 @@ def contact_sheet(world: World, rows: int = 6, cols: int = 10, cell: int = 128, 
         draw.multiline_text((x + 4, y + cell - 2), "\n".join(textwrap.wrap(text + tag, 22)[:3]),
                             fill="black", font=font, spacing=1)
     return sheet
+
+
+def write_contact_sheet(out: Path, data_dir: Path | None = None, seed: int = 0, n_images: int = 10_000,
+                        rows: int = 6, cols: int = 10) -> Path:
+    """Build (or reuse) the demo world and save its contact sheet as a PNG at ``out``."""
+    world = build_world(WorldConfig(seed=seed, n_images=n_images), data_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    contact_sheet(world, rows=rows, cols=cols).save(out)
+    return out

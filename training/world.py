@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from retrieval.catalog_schema import SCHEMA_FILE, CatalogSchema, save_schema
+from retrieval.data_home import default_data_dir
 from training.render import render_garment
 
 WORLD_VERSION = 1
@@ -60,6 +62,11 @@ CSV_COLUMNS = (
     "id", "file", "name", "category", "colour", "pattern", "sleeve", "length",
     "neckline", "price", "caption", "combo", "split",
 )
+SCHEMA_EDITS = CatalogSchema(ignored={
+    "combo": "the demo's attribute key, for training and benchmarks",
+    "split": "the demo's train/held-out split, for training and benchmarks",
+})
+"""What the demo's ``schema.json`` says before ingest completes it: the edits a shop would make by hand."""
 
 
 @dataclass(frozen=True)
@@ -236,12 +243,6 @@ def render_item_png(args: tuple[int, int, int, int, str]) -> bytes:
     return buffer.getvalue()
 
 
-def default_data_dir() -> Path:
-    """Where worlds, models and stores live unless told otherwise (CIRCHAT_HOME)."""
-    env = os.environ.get("CIRCHAT_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "circhat"
-
-
 def world_dir(config: WorldConfig, data_dir: Path | None = None) -> Path:
     return (data_dir or default_data_dir()) / "worlds" / f"world-{config.digest()}"
 
@@ -266,6 +267,8 @@ def build_world(
     root = world_dir(config, data_dir)
     manifest = root / "world.json"
     if manifest.exists():
+        if not (root / SCHEMA_FILE).exists():
+            save_schema(SCHEMA_EDITS, root / SCHEMA_FILE)
         return load_world(root)
     tmp = root.with_name(root.name + ".partial")
     (tmp / "images").mkdir(parents=True, exist_ok=True)
@@ -298,6 +301,7 @@ def build_world(
         "values": {a: list(v) for a, v in VALUES.items()},
     }
     (tmp / "world.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    save_schema(SCHEMA_EDITS, tmp / SCHEMA_FILE)
     if root.exists():
         raise FileExistsError(f"{root} exists without world.json; remove it and rebuild")
     tmp.replace(root)

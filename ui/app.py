@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import html
+import inspect
 import os
 import secrets
 import tempfile
@@ -27,14 +28,15 @@ import gradio as gr
 from assistant.conversation import Conversation, ShownItem
 from assistant.parser import NONE_OF_THESE, START_OVER, UNDO
 from assistant.turns import Assistant, Filters, Reply
+from retrieval.catalog_schema import CatalogSchema
 from retrieval.image_io import MAX_BYTES
 from ui.stats_tab import stats_tab
 
 ANY = "any"
 PROGRESS = gr.Progress()
 MAX_CHAT_MESSAGES = 200
-CARD_ATTRIBUTES = ("colour", "pattern", "sleeve", "length", "neckline")
-SHORTLIST_COLUMNS = ("id", "name", "price", "category", "colour", "pattern", "sleeve", "length", "neckline")
+MAX_FILTER_VALUES = 40
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CNY": "¥", "AUD": "A$", "CAD": "C$"}
 CSS = """
 #state .chips { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; }
 #state .chip { border-radius: 999px; padding: 2px 10px; background: var(--color-accent-soft);
@@ -44,12 +46,9 @@ CSS = """
 #results .thumbnail-item:focus:not(:focus-visible) { border-color: var(--border-color-primary);
                                                      box-shadow: none; }
 #results .thumbnail-item:focus:not(:focus-visible) .caption-label { opacity: 1; color: var(--body-text-color); }
+#results .caption-label { white-space: normal; overflow: visible; text-overflow: clip; max-width: 100%;
+                          opacity: 0.92; line-height: 1.25; }
 """
-INTRO = ("Describe what you want (“a red striped dress”) or upload a photo, then refine in plain words: "
-         "“make it blue”, “shorter sleeves”, “no, with stripes”. Click a result to pick it: it becomes the new "
-         "reference. Picks are saved to improve the model.")
-
-
 @dataclass
 class Session:
     """One browser session's conversation and chat transcript."""
@@ -59,16 +58,48 @@ class Session:
     deleted_picks: int = 0
 
 
-def card_caption(item: ShownItem) -> str:
-    """A product card's caption: name, price and the attributes that apply."""
+def intro(schema: CatalogSchema) -> str:
+    """The page's one-paragraph how-to, with examples from the catalog."""
+    description, edits = schema.examples()
+    said = ", ".join(f"“{e}”" for e in edits)
+    return (f"Describe what you want (“{description}”) or upload a photo, then refine in plain words: {said}. "
+            "Click a result to pick it: it becomes the new reference. Picks are saved to improve the model.")
+
+
+def price_text(value: float, schema: CatalogSchema) -> str:
+    """A price as the shop writes it: with its currency's symbol where known, else its code."""
+    unit = schema.price.unit if schema.price is not None else None
+    symbol = CURRENCY_SYMBOLS.get(unit or "")
+    decimals = 0 if unit == "JPY" else 2
+    return f"{symbol}{value:,.{decimals}f}" if symbol else f"{value:,.{decimals}f}" + (f" {unit}" if unit else "")
+
+
+def card_caption(item: ShownItem, schema: CatalogSchema) -> str:
+    """A product card's caption: name, price and the values of the attributes that apply to it, in full."""
     meta = item.metadata
-    parts = [str(meta.get("name") or f"#{item.id}")]
-    if isinstance(meta.get("price"), int | float):
-        parts.append(f"${meta['price']:.2f}")
-    attributes = [str(meta[a]) for a in CARD_ATTRIBUTES if meta.get(a) not in (None, "", "none")]
-    if attributes:
-        parts.append(", ".join(attributes))
+    parts = [str(meta.get(schema.roles.get("name", "name")) or f"#{item.id}")]
+    price = meta.get(schema.price.name) if schema.price is not None else None
+    if isinstance(price, int | float):
+        parts.append(price_text(float(price), schema))
+    values = schema.known_values(meta)
+    shown = [schema.attribute(a).value(v).shown() if schema.attribute(a).value(v) else v
+             for a, v in values.items() if a != schema.category]
+    if shown:
+        parts.append(", ".join(shown))
     return " · ".join(parts)
+
+
+def shortlist_columns(schema: CatalogSchema) -> list[str]:
+    """The shortlist's columns: id, name and price, then every attribute (the category first)."""
+    name = schema.roles.get("name")
+    price = schema.price.name if schema.price is not None else None
+    return ["id", *(c for c in (name, price) if c), *schema.attribute_names]
+
+
+def filter_attributes(schema: CatalogSchema) -> list[str]:
+    """The attributes offered as filters beside the chat: the category, then each one with few enough values."""
+    return [a.name for a in schema.attributes
+            if a.filter and len(a.values) <= MAX_FILTER_VALUES and a.name != schema.category]
 
 
 def chips_html(conv: Conversation) -> str:
@@ -86,8 +117,8 @@ def chips_html(conv: Conversation) -> str:
 
 
 def shortlist_rows(conv: Conversation) -> list[list[Any]]:
-    return [[item.id if c == "id" else item.metadata.get(c, "") for c in SHORTLIST_COLUMNS]
-            for item in conv.shortlist.values()]
+    columns = shortlist_columns(conv.schema)
+    return [[item.id if c == "id" else item.metadata.get(c, "") for c in columns] for item in conv.shortlist.values()]
 
 
 def write_shortlist_csv(conv: Conversation) -> str:
@@ -95,7 +126,7 @@ def write_shortlist_csv(conv: Conversation) -> str:
     with tempfile.NamedTemporaryFile("w", suffix=".csv", prefix="shortlist-", delete=False, newline="",
                                      encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(SHORTLIST_COLUMNS)
+        writer.writerow(shortlist_columns(conv.schema))
         writer.writerows([[_csv_safe(v) for v in row] for row in shortlist_rows(conv)])
         return f.name
 
@@ -125,14 +156,46 @@ def _csv_safe(value: Any) -> Any:
     return value
 
 
-def build_app(assistant: Assistant, categories: Sequence[str] = (), max_price: float | None = None,
-              title: str = "circhat: find it by showing and saying") -> gr.Blocks:
-    """The Blocks app for ``assistant``; call ``.queue()`` and ``.launch()`` on it (see ``ui.serve``)."""
-    price_ceiling = float(int(max_price) + 1) if max_price else None
+def named_filter_parameters(fn: Callable, names: Sequence[str]) -> Callable:
+    """Give ``fn``'s ``*more`` filter values their own names, so the API (``gradio_client``) shows
+    ``min_price, color, material…`` instead of ``param_4…``; Gradio still passes them positionally."""
+    signature = inspect.signature(fn)
+    fixed = [p for p in signature.parameters.values() if p.kind != p.VAR_POSITIONAL]
+    taken = {p.name for p in fixed}
+    extra = [inspect.Parameter(n if n not in taken else f"{n}_filter", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                               default=None) for n in names]
+    fn.__signature__ = signature.replace(parameters=[*fixed, *extra])
+    return fn
 
-    def filters(category: str | None, price: float | None) -> Filters:
-        ceiling = None if price is None or price_ceiling is None or price >= price_ceiling else float(price)
-        return Filters(category if category and category != ANY else None, ceiling)
+
+def build_app(assistant: Assistant, title: str = "circhat: find it by showing and saying") -> gr.Blocks:
+    """The Blocks app for ``assistant``; call ``.queue()`` and ``.launch()`` on it (see ``ui.serve``).
+
+    Its filters come from the catalog's schema: the category, each attribute with few values, the price range.
+    Every event takes them as ``category, price`` (the price ceiling) followed by the minimum price and one
+    list of wanted values per filter attribute.
+    """
+    schema = assistant.schema
+    price_column = schema.price
+    max_price = price_column.maximum if price_column is not None else None
+    price_ceiling = float(int(max_price) + 1) if max_price else None
+    attribute_filters = filter_attributes(schema)
+
+    def filters(category: str | None, price: float | None, *more: Any) -> Filters:
+        minimum = more[0] if more else None
+        wanted = more[1:]
+        values: dict[str, tuple[str, ...]] = {}
+        if schema.category and category and category != ANY:
+            values[schema.category] = (str(category),)
+        for name, chosen in zip(attribute_filters, wanted, strict=False):
+            if chosen:
+                values[name] = tuple(str(v) for v in ([chosen] if isinstance(chosen, str) else chosen))
+        ranges = {}
+        if price_column is not None and price_ceiling is not None:
+            ceiling = None if price is None or price >= price_ceiling else float(price)
+            floor = float(minimum) if minimum not in (None, "") and float(minimum) > 0 else None
+            ranges[price_column.name] = (floor, ceiling)
+        return Filters(values, ranges)
 
     def session_of(session: Session | None, request: gr.Request | None) -> Session:
         if session is not None:
@@ -146,7 +209,7 @@ def build_app(assistant: Assistant, categories: Sequence[str] = (), max_price: f
     def view(session: Session, reply: Reply | None = None) -> tuple:
         conv = session.conv
         shown = reply.shown if reply is not None else conv.shown
-        gallery = gr.Gallery(value=[(s.path, card_caption(s)) for s in shown], selected_index=None)
+        gallery = gr.Gallery(value=[(s.path, card_caption(s, schema)) for s in shown], selected_index=None)
         reference = conv.reference.path if conv.reference is not None else None
         picks = len(conv.picks) - session.deleted_picks
         status = (f"**{picks} pick{'s' if picks != 1 else ''} saved** this session" if picks else
@@ -158,7 +221,7 @@ def build_app(assistant: Assistant, categories: Sequence[str] = (), max_price: f
         session.chat = [*session.chat, {"role": "assistant", "content": reply.message}][-MAX_CHAT_MESSAGES:]
 
     def send(message: dict | None, session: Session | None, category: str, price: float, request: gr.Request,
-             progress: gr.Progress = PROGRESS) -> tuple:
+             progress: gr.Progress = PROGRESS, *more: Any) -> tuple:
         """A chat message: text and/or one uploaded photo."""
         session = session_of(session, request)
         message = message or {}
@@ -167,7 +230,7 @@ def build_app(assistant: Assistant, categories: Sequence[str] = (), max_price: f
         image = files[0] if files else None
         if isinstance(image, dict):
             image = image.get("path")
-        reply = assistant.say(session.conv, text, image, filters(category, price), progress_fn(progress))
+        reply = assistant.say(session.conv, text, image, filters(category, price, *more), progress_fn(progress))
         if image:
             discard_original_upload(str(image))
         if image and reply.ok and session.conv.reference is not None:
@@ -178,29 +241,29 @@ def build_app(assistant: Assistant, categories: Sequence[str] = (), max_price: f
         return (*view(session, reply), gr.MultimodalTextbox(value=None))
 
     def pick_by_id(item_id: str, session: Session | None, category: str, price: float, consent: bool,
-                   request: gr.Request, progress: gr.Progress = PROGRESS) -> tuple:
+                   request: gr.Request, progress: gr.Progress = PROGRESS, *more: Any) -> tuple:
         """Pick a shown item by its catalog id."""
         session = session_of(session, request)
-        reply = assistant.pick(session.conv, str(item_id).strip(), filters(category, price), bool(consent),
+        reply = assistant.pick(session.conv, str(item_id).strip(), filters(category, price, *more), bool(consent),
                                progress_fn(progress))
         session.chat.append({"role": "user", "content": f"I pick #{str(item_id).strip()}"})
         answer(session, reply)
         return view(session, reply)
 
     def pick_selected(session: Session | None, category: str, price: float, consent: bool, evt: gr.SelectData,
-                      request: gr.Request, progress: gr.Progress = PROGRESS) -> tuple:
+                      request: gr.Request, progress: gr.Progress = PROGRESS, *more: Any) -> tuple:
         """A click on a result card picks it."""
         session = session_of(session, request)
         shown = session.conv.shown
         if evt.index is None or not 0 <= int(evt.index) < len(shown):
             return view(session)
-        return pick_by_id(shown[int(evt.index)].id, session, category, price, consent, request, progress)
+        return pick_by_id(shown[int(evt.index)].id, session, category, price, consent, request, progress, *more)
 
     def command(name: str, said: str):
         def run(session: Session | None, category: str, price: float, request: gr.Request,
-                progress: gr.Progress = PROGRESS) -> tuple:
+                progress: gr.Progress = PROGRESS, *more: Any) -> tuple:
             session = session_of(session, request)
-            reply = assistant.command(session.conv, name, filters(category, price), progress_fn(progress))
+            reply = assistant.command(session.conv, name, filters(category, price, *more), progress_fn(progress))
             session.chat.append({"role": "user", "content": said})
             answer(session, reply)
             return view(session, reply)
@@ -208,10 +271,10 @@ def build_app(assistant: Assistant, categories: Sequence[str] = (), max_price: f
         run.__doc__ = f"The “{said}” button."
         return run
 
-    def refresh(session: Session | None, category: str, price: float, request: gr.Request) -> tuple:
+    def refresh(session: Session | None, category: str, price: float, request: gr.Request, *more: Any) -> tuple:
         """Search again with new filters."""
         session = session_of(session, request)
-        reply = assistant.refresh(session.conv, filters(category, price))
+        reply = assistant.refresh(session.conv, filters(category, price, *more))
         return view(session, reply)
 
     def shortlist_add(session: Session | None, request: gr.Request) -> tuple:
@@ -254,7 +317,7 @@ def build_app(assistant: Assistant, categories: Sequence[str] = (), max_price: f
 
     with gr.Blocks(title=title, analytics_enabled=False) as demo:
         state = gr.State(None, time_to_live=6 * 3600)
-        gr.Markdown(f"## {html.escape(title)}\n{INTRO}\n\n<small>Model version: "
+        gr.Markdown(f"## {html.escape(title)}\n{intro(schema)}\n\n<small>Model version: "
                     f"<code>{html.escape(str(assistant.searcher.model_version))}</code></small>",
                     elem_id="model-version")
         with gr.Tabs(elem_id="tabs"):
@@ -264,22 +327,36 @@ def build_app(assistant: Assistant, categories: Sequence[str] = (), max_price: f
                                          group_consecutive_messages=False, buttons=["copy_all"])
                     msg = gr.MultimodalTextbox(
                         elem_id="msg", file_types=["image"], file_count="single", show_label=False,
-                        placeholder="Describe it, or upload a photo… (e.g. “make it blue”)", sources=["upload"],
+                        placeholder=f"Describe it, or upload a photo… (e.g. “{schema.examples()[1][0]}”)",
+                        sources=["upload"],
                         max_plain_text_length=400)
                     with gr.Row():
                         undo_btn = gr.Button("↶ Undo", elem_id="undo", size="sm")
                         reset_btn = gr.Button("Start over", elem_id="start-over", size="sm")
                         reject_btn = gr.Button("None of these", elem_id="none-of-these", size="sm")
-                    chips = gr.HTML(chips_html(Conversation("")), elem_id="state", label="Searching for")
+                    chips = gr.HTML(chips_html(assistant.start("")), elem_id="state", label="Searching for")
                     consent = gr.Checkbox(False, label="Keep my uploaded photo with my picks (helps train the model)",
                                           elem_id="consent")
                     forget_btn = gr.Button("Delete my data", elem_id="delete-my-data", size="sm", variant="stop")
                     status = gr.Markdown("No picks yet: click a result to pick it.", elem_id="status", label="Picks")
                 with gr.Column(scale=7, min_width=420):
                     with gr.Row():
-                        category = gr.Dropdown([ANY, *categories], value=ANY, label="Category", elem_id="category")
+                        category_attribute = schema.attribute(schema.category)
+                        category = gr.Dropdown(
+                            [(ANY, ANY), *((v.shown(), v.name) for v in
+                                          (category_attribute.values if category_attribute else []))],
+                            value=ANY, label=category_attribute.shown().capitalize() if category_attribute else
+                            "Category", elem_id="category", visible=category_attribute is not None)
                         price = (gr.Slider(0, price_ceiling, value=price_ceiling, step=1, label="Max price",
                                            elem_id="max-price") if price_ceiling else gr.Number(None, visible=False))
+                        min_price = (gr.Slider(0, price_ceiling, value=0, step=1, label="Min price",
+                                               elem_id="min-price") if price_ceiling else
+                                     gr.Number(None, visible=False))
+                    with gr.Accordion("More filters", open=False, visible=bool(attribute_filters),
+                                      elem_id="more-filters"), gr.Row():
+                        wanted = [gr.Dropdown([(v.shown(), v.name) for v in schema.attribute(name).values],
+                                              value=[], multiselect=True, label=schema.attribute(name).shown(),
+                                              elem_id=f"filter-{name}") for name in attribute_filters]
                     gallery = gr.Gallery(label="Results: click one to pick it", elem_id="results", columns=4,
                                          height=480, allow_preview=False, object_fit="contain", buttons=[])
                     with gr.Row(equal_height=False):
@@ -291,7 +368,7 @@ def build_app(assistant: Assistant, categories: Sequence[str] = (), max_price: f
                             export_btn = gr.Button("Export shortlist (CSV)", elem_id="shortlist-export", size="sm")
                             export_file = gr.File(label="Shortlist CSV", elem_id="shortlist-file", interactive=False,
                                                   visible=False)
-                    shortlist = gr.Dataframe(headers=list(SHORTLIST_COLUMNS), value=[], label="Shortlist",
+                    shortlist = gr.Dataframe(headers=shortlist_columns(schema), value=[], label="Shortlist",
                                              elem_id="shortlist", interactive=False, wrap=True)
                     with gr.Accordion("Details and pick by id", open=False):
                         details = gr.JSON(label="Last reply", elem_id="details")
@@ -302,15 +379,23 @@ def build_app(assistant: Assistant, categories: Sequence[str] = (), max_price: f
                       assistant.turn_log.path if assistant.turn_log is not None else None)
 
         outputs = [chatbot, gallery, chips, reference, status, details, shortlist, state]
-        msg.submit(send, [msg, state, category, price], [*outputs, msg], api_name="send")
-        gallery.select(pick_selected, [state, category, price, consent], outputs, api_visibility="private")
-        pick_btn.click(pick_by_id, [pick_id, state, category, price, consent], outputs, api_name="pick")
+        more = [min_price, *wanted]
+        names = ["min_price", *attribute_filters]
+        for handler in (send, pick_selected, pick_by_id, refresh):
+            named_filter_parameters(handler, names)
+        msg.submit(send, [msg, state, category, price, *more], [*outputs, msg], api_name="send")
+        gallery.select(pick_selected, [state, category, price, consent, *more], outputs, api_visibility="private")
+        pick_btn.click(pick_by_id, [pick_id, state, category, price, consent, *more], outputs, api_name="pick")
         for button, name, said in ((undo_btn, UNDO, "undo"), (reset_btn, START_OVER, "start over"),
                                    (reject_btn, NONE_OF_THESE, "none of these")):
-            button.click(command(name, said), [state, category, price], outputs, api_name=name)
-        category.input(refresh, [state, category, price], outputs, api_name="refresh")
+            button.click(named_filter_parameters(command(name, said), names), [state, category, price, *more], outputs,
+                         api_name=name)
+        category.input(refresh, [state, category, price, *more], outputs, api_name="refresh")
+        for dropdown in wanted:
+            dropdown.input(refresh, [state, category, price, *more], outputs, api_visibility="private")
         if price_ceiling:
-            price.release(refresh, [state, category, price], outputs, api_visibility="private")
+            price.release(refresh, [state, category, price, *more], outputs, api_visibility="private")
+            min_price.release(refresh, [state, category, price, *more], outputs, api_visibility="private")
         shortlist_btn.click(shortlist_add, [state], [shortlist, state], api_name="shortlist_add")
         export_btn.click(shortlist_export, [state], [export_file], api_name="shortlist_export")
         chatbot.clear(clear_chat, [state], [state], api_visibility="private")

@@ -2,7 +2,9 @@
 
 ``python -m ui.bench_load --sessions 20 --turns 10`` serves the demo world (or ``--db``) from a subprocess,
 then drives N sessions × M turns at once: text turns, picks, undo and "none of these". Each session states
-its own colour and category plus a nonce word, filters by its category, and replays its own actions on a
+its own value of the catalog's most varied attribute (the demo's colour) and its own category plus a nonce
+word, refines with the other attributes' edits, all taken from the served catalog's schema, filters by its
+category, and replays its own actions on a
 shadow ``Conversation`` (the same rules the server runs); after every turn the server's chips, state line,
 chat transcript, result categories and logged pick must equal the shadow's, so a state that crossed sessions
 is counted as a leak, not missed. Afterwards every acknowledged pick must be in the triplet log exactly once,
@@ -40,13 +42,12 @@ import typer
 from assistant.conversation import Conversation, ShownItem
 from assistant.parser import NONE_OF_THESE, UNDO, Parsed, RuleParser, clean_text
 from assistant.triplet_log import hash_session, scan_log
+from assistant.vocabulary import Vocabulary
+from retrieval.catalog_schema import CatalogSchema
+from retrieval.store import CatalogStore
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = ("text", "pick", "text", "undo", "text", "pick", NONE_OF_THESE, "text", "pick", UNDO)
-PHRASES = ("with stripes", "long sleeves", "with polka dots", "no pattern", "with checks", "short sleeves")
-COLOURS = ("red", "blue", "green", "yellow", "purple", "orange", "pink", "black", "teal", "beige", "navy",
-           "maroon")
-CATEGORIES = ("dress", "t-shirt", "skirt", "trousers")
 COMMAND_WORDS = {UNDO: "undo", NONE_OF_THESE: "none of these"}
 
 
@@ -157,11 +158,14 @@ class LoadSession:
     """One simulated shopper with a shadow of its own conversation; ``check`` compares a reply with the shadow."""
 
     index: int
-    colour: str
+    value: str
     category: str
     nonce: str
     salt: bytes
     seed: int
+    parser: RuleParser
+    phrases: tuple[str, ...]
+    category_column: str = "category"
     session_hash: str = ""
     shadow: Conversation = field(default_factory=lambda: Conversation("shadow"))
     said: list[str] = field(default_factory=list)
@@ -172,13 +176,13 @@ class LoadSession:
         """(kind, argument) of turn ``t``: the opening sentence, a phrase, a pick rank, or a command."""
         kind = PLAN[t % len(PLAN)]
         if kind == "text":
-            text = (f"a {self.colour} {self.category} {self.nonce}" if t % len(PLAN) == 0
-                    else PHRASES[(t + self.index) % len(PHRASES)])
+            text = (f"a {self.value} {self.category} {self.nonce}" if t % len(PLAN) == 0
+                    else self.phrases[(t + self.index) % len(self.phrases)])
             return "text", text
         if kind == "pick":
             shown = self.shadow.shown
             if not shown:
-                return "text", f"a {self.colour} {self.category} {self.nonce}"
+                return "text", f"a {self.value} {self.category} {self.nonce}"
             rng = np.random.default_rng([self.seed, self.index, t])
             return "pick", shown[int(rng.integers(0, min(4, len(shown))))].id
         return kind, kind
@@ -186,7 +190,7 @@ class LoadSession:
     def expect(self, kind: str, argument: str) -> None:
         """Replay the action on the shadow exactly as ``assistant.turns.Assistant`` does on the server."""
         if kind == "text":
-            self.shadow.apply(RuleParser().parse(clean_text(argument), self.shadow.known()))
+            self.shadow.apply(self.parser.parse(clean_text(argument), self.shadow.known()))
             self.said.append(argument.strip())
         elif kind == "pick":
             self.shadow.pick(self.shadow.find_shown(argument))
@@ -206,7 +210,7 @@ class LoadSession:
         users = [message_text(m.get("content")) for m in chat if isinstance(m, dict) and m.get("role") == "user"]
         if users != self.said[-len(users):] or not users:
             return f"chat transcript {users[-3:]} is not this session's {self.said[-3:]}"
-        wrong = [r["id"] for r in details["results"] if r["metadata"].get("category") != self.category]
+        wrong = [r["id"] for r in details["results"] if r["metadata"].get(self.category_column) != self.category]
         if wrong:
             return f"results {wrong[:5]} are not {self.category}"
         if kind == "pick":
@@ -254,12 +258,27 @@ def call(client, kind: str, argument: str, category: str) -> Sequence[Any]:
     return client.predict(category, price, api_name=f"/{kind}")
 
 
-def make_sessions(n: int, salt: bytes, seed: int) -> list[LoadSession]:
-    """Sessions with distinct (colour, category) pairs and a nonce word each."""
-    pairs = [(c, k) for c in COLOURS for k in CATEGORIES]
+def make_sessions(n: int, salt: bytes, seed: int, schema: CatalogSchema) -> list[LoadSession]:
+    """Sessions with distinct (value, category) pairs from the catalog's schema and a nonce word each.
+
+    The value comes from the attribute with the most values (the demo's colour); the refinements are the
+    edits of the other attributes, in the schema's own phrasing.
+    """
+    categories = schema.attribute(schema.category)
+    if categories is None:
+        raise ValueError("the load run filters by category: this catalog's schema has none")
+    others = [a for a in schema.attributes if a.name != schema.category and a.values]
+    if not others:
+        raise ValueError("the load run needs an attribute besides the category")
+    varied = max(others, key=lambda a: len(a.values))
+    phrases = tuple(a.edit_phrase(v.name) for a in others if a is not varied for v in a.values) or \
+        tuple(varied.edit_phrase(v.name) for v in varied.values)
+    pairs = [(v.name, k.name) for v in varied.values for k in categories.values]
     order = np.random.default_rng(seed).permutation(len(pairs))
-    return [LoadSession(i, *pairs[int(order[i % len(pairs)])], nonce=f"zq{seed}x{i}", salt=salt, seed=seed)
-            for i in range(n)]
+    parser = RuleParser(Vocabulary(schema))
+    return [LoadSession(i, *pairs[int(order[i % len(pairs)])], nonce=f"zq{seed}x{i}", salt=salt, seed=seed,
+                        parser=parser, phrases=phrases, category_column=schema.category,
+                        shadow=Conversation("shadow", schema)) for i in range(n)]
 
 
 def check_log(log: Path, sessions: Sequence[LoadSession]) -> dict[str, int]:
@@ -291,10 +310,10 @@ def percentiles(values: Sequence[float]) -> dict[str, float | int]:
             "max_ms": round(float(ms.max()), 1), "mean_ms": round(float(ms.mean()), 1)}
 
 
-def run_load(url: str, sessions: int, turns: int, salt: bytes, log: Path | None = None, seed: int = 0,
-             auth: tuple[str, str] | None = None) -> dict[str, Any]:
+def run_load(url: str, sessions: int, turns: int, salt: bytes, schema: CatalogSchema, log: Path | None = None,
+             seed: int = 0, auth: tuple[str, str] | None = None) -> dict[str, Any]:
     """Drive ``sessions`` concurrent sessions × ``turns`` turns; errors, leaks, latency and the log check."""
-    players = make_sessions(sessions, salt, seed)
+    players = make_sessions(sessions, salt, seed, schema)
     clients = [connect(url, auth) for _ in players]
     start = threading.Barrier(len(players))
     threads = [threading.Thread(target=p.run, args=(c, turns, start), daemon=True)
@@ -335,8 +354,8 @@ def burst(url: str, n: int, auth: tuple[str, str] | None = None, timeout: float 
     price = next(p["parameter_default"] for p in price if p["parameter_name"] == "price")
     began = time.perf_counter()
     finished: dict[int, float] = {}
-    jobs = [client.submit({"text": f"a {COLOURS[i % len(COLOURS)]} dress", "files": []}, "any", price,
-                          api_name="/send") for i in range(n)]
+    jobs = [client.submit({"text": f"something like item {i}", "files": []}, "any", price, api_name="/send")
+            for i in range(n)]
     for i, job in enumerate(jobs):
         job.future.add_done_callback(lambda _, i=i: finished.setdefault(i, time.perf_counter() - began))
     outcome = {"submitted": n, "ok": 0, "busy": 0, "other_errors": 0, "hung": 0, "busy_messages": [],
@@ -415,10 +434,10 @@ def write_report(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
 
 def demo_catalog(data_dir: Path | None, seed: int, n_images: int, pairs: int) -> tuple[Path, Path | None, int]:
     """(LanceDB folder, composer folder, items) of the demo world, built the first time like ``circhat demo``."""
-    from ui.cli import prepare_demo
-    from ui.serve import demo_store
+    from training.pipeline import demo_store, prepare_demo
 
-    world, spec, _, composer = prepare_demo(data_dir, seed, n_images, pairs, composer=True)
+    built = prepare_demo(data_dir, seed, n_images, pairs, composer=True)
+    world, spec, composer = built.world, built.spec, built.composer
     return demo_store(world, spec), composer, len(world.items)
 
 
@@ -439,12 +458,11 @@ def main(
     out: Annotated[Path, typer.Option(help="Folder for load.json and load.md.")] = Path("docs/benchmarks"),
 ) -> None:
     """Serve a catalog from a subprocess and run the concurrent-session load check against it."""
-    from retrieval.store import CatalogStore
-
     if db is None:
         db, composer, items = demo_catalog(data_dir, seed, n_images, 100_000)
     else:
         items = len(CatalogStore.open(db))
+    schema = CatalogStore.open(db).catalog_schema
     salt = secrets.token_hex(16)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="circhat-load-") as folder:
@@ -453,7 +471,7 @@ def main(
         server = ServerProcess.start(db, log=log, composer=composer, env={"CIRCHAT_LOG_SALT": salt})
         try:
             typer.secho(f"{sessions} sessions x {turns} turns against {server.url}", fg=typer.colors.CYAN, err=True)
-            load = run_load(server.url, sessions, turns, salt.encode(), log, seed)
+            load = run_load(server.url, sessions, turns, salt.encode(), schema, log, seed)
             over = burst(server.url, burst_size) if burst_size else None
         finally:
             server.stop()

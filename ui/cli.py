@@ -31,37 +31,14 @@ def _say(message: str) -> None:
     typer.secho(message, fg=typer.colors.CYAN, err=True)
 
 
-def prepare_demo(data_dir: Path | None, seed: int, n_images: int, pairs: int, composer: bool = False):
-    """Build (or reuse) the demo world, its backbone and (optionally) the two-stage composer."""
-    from training.pipeline import ComposerConfig, ensure_demo_composer
-    from training.pretrain_backbone import BackboneTrainConfig, ensure_backbone
-    from training.world import WorldConfig, build_world, world_dir
-
-    steps = 4 if composer else 2
-    config = WorldConfig(seed=seed, n_images=n_images)
-    cached = (world_dir(config, data_dir) / "world.json").exists()
-    _say(f"[1/{steps}] demo world ({n_images} images, seed {seed}): {'cached' if cached else 'rendering'}")
-    start = time.perf_counter()
-    world = build_world(config, data_dir)
-    _say(f"      {world.root} ({time.perf_counter() - start:.1f}s)")
-    _say(f"[2/{steps}] demo backbone ({pairs} pairs)")
-    start = time.perf_counter()
-    spec, metrics = ensure_backbone(world, BackboneTrainConfig(pairs=pairs, seed=seed))
-    _say(f"      {spec.describe()} ({time.perf_counter() - start:.1f}s)")
-    folder = None
-    if composer:
-        _say(f"[3/{steps}] two-stage composer (stage 1 mapper + stage 2 adapters)")
-        start = time.perf_counter()
-        folder = ensure_demo_composer(world, spec, ComposerConfig(seed=seed))
-        _say(f"      {folder} ({time.perf_counter() - start:.1f}s)")
-    return world, spec, metrics, folder
-
-
 @world_app.command("build")
 def world_build(data_dir: DataDir = None, seed: Seed = 0, n_images: NImages = 10_000,
                 pairs: Pairs = 100_000) -> None:
     """Render the demo catalog and train its backbone (cached; a rerun reuses both)."""
-    world, spec, metrics, _ = prepare_demo(data_dir, seed, n_images, pairs)
+    from training.pipeline import prepare_demo
+
+    built = prepare_demo(data_dir, seed, n_images, pairs, say=_say)
+    world, spec, metrics = built.world, built.spec, built.metrics
     summary = json.loads((world.root / "world.json").read_text())
     typer.echo(json.dumps({
         "world": str(world.root), "items": summary["n_items"], "combinations": summary["n_combos"],
@@ -75,13 +52,9 @@ def world_contact_sheet(out: Annotated[Path, typer.Option(help="PNG file to writ
                         data_dir: DataDir = None, seed: Seed = 0, n_images: NImages = 10_000,
                         rows: int = 6, cols: int = 10) -> None:
     """Write a grid of sample catalog images with their captions."""
-    from training.contact_sheet import contact_sheet
-    from training.world import WorldConfig, build_world
+    from training.contact_sheet import write_contact_sheet
 
-    world = build_world(WorldConfig(seed=seed, n_images=n_images), data_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    contact_sheet(world, rows=rows, cols=cols).save(out)
-    typer.echo(str(out))
+    typer.echo(str(write_contact_sheet(out, data_dir, seed, n_images, rows, cols)))
 
 
 @backbone_app.command("check")
@@ -134,7 +107,10 @@ def demo(data_dir: DataDir = None, seed: Seed = 0, n_images: NImages = 10_000, p
         typer.secho(str(err), fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     start = time.perf_counter()
-    world, spec, metrics, composer = prepare_demo(data_dir, seed, n_images, pairs, composer=True)
+    from training.pipeline import prepare_demo
+
+    built = prepare_demo(data_dir, seed, n_images, pairs, composer=True, say=_say)
+    world, spec, metrics, composer = built.world, built.spec, built.metrics, built.composer
     from training.registry import Registry, demo_version
 
     registry = Registry(data_dir / "models" if data_dir else None)

@@ -47,11 +47,11 @@ def _store(db: str | None, table: str, registry, data_dir: Path | None, seed: in
 
     if db is not None:
         return CatalogStore.open(db, table)
+    from training.pipeline import demo_store, prepare_demo
     from training.registry import demo_version
-    from ui.cli import prepare_demo
-    from ui.serve import demo_store
 
-    world, spec, _, composer = prepare_demo(data_dir, seed, n_images, 100_000, composer=True)
+    built = prepare_demo(data_dir, seed, n_images, 100_000, composer=True)
+    world, spec, composer = built.world, built.spec, built.composer
     demo_version(registry, composer)
     return CatalogStore.open(demo_store(world, spec))
 
@@ -162,7 +162,6 @@ def simulate_customers_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Drive simulated shoppers through the assistant (Assistant.say / pick) with the active model; fills the log."""
-    from assistant.parser import RuleParser
     from assistant.searcher import CatalogSearcher
     from assistant.triplet_log import TripletLog, default_log_path
     from assistant.turns import Assistant
@@ -184,7 +183,7 @@ def simulate_customers_command(
     except (ModelMismatch, StoreNotFound, LookupError, ValueError) as err:
         raise _fail(str(err)) from None
     path = log or default_log_path()
-    assistant = Assistant(CatalogSearcher(store, encoder), RuleParser(), TripletLog(path))
+    assistant = Assistant(CatalogSearcher(store, encoder), None, TripletLog(path))
     result = simulate_customers(assistant, catalog, CustomerConfig(sessions=sessions, seed=seed, style=style,
                                                                    turns=turns))
     if as_json:

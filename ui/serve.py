@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,11 +95,13 @@ def make_assistant(store, encoder, log_path: Path | None = None, llm: str | None
     from assistant.searcher import CatalogSearcher
     from assistant.triplet_log import TripletLog, default_log_path
     from assistant.turns import Assistant
+    from assistant.vocabulary import Vocabulary
 
     searcher = CatalogSearcher(store, encoder)
     if warm_up and len(store):
         searcher.search(None, ["a photo"], None, 1, [])
-    return Assistant(searcher, make_parser(llm, llm_kwargs), TripletLog(log_path or default_log_path()), k=k)
+    parser = make_parser(Vocabulary(searcher.schema), llm, llm_kwargs)
+    return Assistant(searcher, parser, TripletLog(log_path or default_log_path()), k=k)
 
 
 class FileGuard:
@@ -189,7 +192,7 @@ def serve(assistant, host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT, 
     from ui.app import build_app, launch_kwargs
 
     searcher = assistant.searcher
-    demo = build_app(assistant, searcher.values("category"), searcher.max_value("price"))
+    demo = build_app(assistant)
     for fn in demo.fns.values():
         fn.concurrency_id = MODEL_GROUP
     demo.queue(default_concurrency_limit=concurrency, max_size=max_size)
@@ -207,26 +210,19 @@ def launch(db: str | Path, *, table: str = "catalog", model: str | None = None, 
            block: bool = True) -> Served:
     """Serve the assistant on an ingested catalog (``circhat serve``)."""
     store, encoder = load_encoder(db, table, model, pretrained, composer)
+    if store.layout.metadata_names and not store.catalog_schema.attributes:
+        print(f"circhat: catalog {table!r} in {db} has metadata columns but no catalog schema (it was ingested "
+              "before circhat stored one): run `circhat ingest` on it again to get filters, chips and the parser "
+              "for its attributes", file=sys.stderr)
     return serve(make_assistant(store, encoder, log, llm, llm_kwargs), host, port, auth, block)
-
-
-def demo_store(world, spec, progress: bool = True) -> Path:
-    """The demo world ingested into its own LanceDB folder (done once; later calls only check it)."""
-    from retrieval.backbone import load_backbone
-    from retrieval.ingest import ingest
-    from retrieval.store import CatalogStore
-
-    db = world.root / "stores" / Path(spec.model.removeprefix("local-dir:")).name
-    if CatalogStore.exists(db) and len(CatalogStore.open(db)) == len(world.items):
-        return db
-    ingest(world.root, load_backbone(spec), db, metadata_csv=world.catalog_csv, progress=progress)
-    return db
 
 
 def launch_demo(world, spec, composer: Path | None = None, *, log: Path | None = None, host: str = DEFAULT_HOST,
                 port: int | None = DEFAULT_PORT, auth: Any = None, llm: str | None = None, block: bool = True,
                 progress: bool = True) -> Served:
     """Serve the assistant on the demo world (``circhat demo``): world + backbone spec + composer folder."""
+    from training.pipeline import demo_store
+
     db = demo_store(world, spec, progress)
     return launch(db, model=spec.model, pretrained=spec.pretrained, composer=composer, log=log, host=host,
                   port=port, auth=auth, llm=llm, block=block)

@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from retrieval.data_home import default_data_dir
+
 Db = Annotated[str | None, typer.Option(help="LanceDB directory or object-store URI (s3://bucket/path) [default "
                                              "$CIRCHAT_HOME/catalog.lancedb].")]
 Table = Annotated[str, typer.Option(help="Catalog table name.")]
@@ -21,8 +23,7 @@ Pretrained = Annotated[str | None, typer.Option(help="Pretrained tag or checkpoi
 
 
 def default_db() -> str:
-    from training.world import default_data_dir
-
+    """The catalog store unless told otherwise: ``$CIRCHAT_HOME/catalog.lancedb``."""
     return str(default_data_dir() / "catalog.lancedb")
 
 
@@ -49,8 +50,13 @@ def _backbone(model: str | None, pretrained: str | None, db: str, table: str):
 
 def ingest_command(
     folder: Annotated[Path, typer.Argument(help="Folder of catalog images (walked recursively).")],
-    metadata: Annotated[Path | None, typer.Option(help="Catalog CSV: a file column (file/path/image) relative to "
-                                                       "FOLDER, optional id, any metadata columns.")] = None,
+    metadata: Annotated[Path | None, typer.Option(help="Product metadata: a plain CSV (id, file, attribute "
+                                                       "columns...), a Shopify product export or a Google Merchant "
+                                                       "feed; images are found by name under FOLDER.")] = None,
+    format: Annotated[str | None, typer.Option("--format", help="csv, shopify or merchant [default: detected from "
+                                                                "the header].")] = None,
+    encoding: Annotated[str | None, typer.Option(help="Text encoding of the metadata file [default: UTF-8, "
+                                                      "else UTF-16 with a BOM, else Shift_JIS].")] = None,
     model: Model = None,
     pretrained: Pretrained = None,
     db: Db = None,
@@ -68,18 +74,24 @@ def ingest_command(
 ) -> None:
     """Add a folder of images to the catalog: incremental, idempotent, safe to kill and rerun."""
     from retrieval.backbone import BackboneUnavailable
+    from retrieval.errors import MetadataError, SchemaError
     from retrieval.ingest import ENGINES, IngestBusy, ingest
+    from retrieval.metadata_formats import FORMATS
     from retrieval.query_encoder import ModelMismatch
     from retrieval.store import LayoutMismatch
 
     if engine not in ENGINES:
         raise _fail(f"--engine must be one of {', '.join(ENGINES)}")
+    if format is not None and format not in FORMATS:
+        raise _fail(f"--format must be one of {', '.join(FORMATS)}")
     db = db or default_db()
     try:
         backbone = _backbone(model, pretrained, db, table)
-        report = ingest(folder, backbone, db, table, metadata, sync=sync, reembed=reembed, engine=engine,
-                        address=address, batch_size=batch_size, patches=patches, progress=progress)
-    except (BackboneUnavailable, ModelMismatch, LayoutMismatch, FileNotFoundError, IngestBusy) as err:
+        report = ingest(folder, backbone, db, table, metadata, format=format, encoding=encoding, sync=sync,
+                        reembed=reembed, engine=engine, address=address, batch_size=batch_size, patches=patches,
+                        progress=progress)
+    except (BackboneUnavailable, ModelMismatch, LayoutMismatch, FileNotFoundError, IngestBusy, MetadataError,
+            SchemaError) as err:
         raise _fail(str(err)) from None
     typer.echo(json.dumps(report.to_dict(), indent=2, default=str) if as_json else report.summary())
 
