@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -83,6 +84,7 @@ class Attribute(BaseModel):
     edit: str = "make it {value}"
     caption_rank: int = 90
     filter: bool = True
+    visual: bool = True
 
     @property
     def value_names(self) -> list[str]:
@@ -247,7 +249,7 @@ class CatalogSchema(BaseModel):
     def examples(self) -> tuple[str, list[str]]:
         """A description and a few refinements in this catalog's own words, for hints to the user."""
         visual = sorted((a for a in self.attributes if a.name not in (self.category, self.roles.get("brand"))
-                         and a.values), key=lambda a: (a.concept is None, a.caption_rank))
+                         and a.values and a.visual), key=lambda a: (a.concept is None, a.caption_rank))
         start = {a.name: a.values[0].name for a in visual[:2]}
         category = self.attribute(self.category)
         if category is not None and category.values:
@@ -290,7 +292,12 @@ class CatalogSchema(BaseModel):
 
 def load_schema(path: Path) -> CatalogSchema:
     """``schema.json`` as a schema (``SchemaError`` with the reason if it cannot be used)."""
-    return CatalogSchema.from_json(Path(path).read_text(encoding="utf-8"), str(path))
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise SchemaError(f"{path} is not UTF-8 (byte {err.object[err.start]:#04x} at offset {err.start}); "
+                          "save it as UTF-8") from None
+    return CatalogSchema.from_json(text, str(path))
 
 
 def save_schema(schema: CatalogSchema, path: Path) -> None:
@@ -301,12 +308,36 @@ def save_schema(schema: CatalogSchema, path: Path) -> None:
     tmp.replace(path)
 
 
-def _number(value: str) -> float | None:
+CURRENCY_SIGNS = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "円": "JPY"}
+AMOUNT = re.compile(r"^\s*(?P<pre>[A-Z]{3}|[$€£¥])?\s*(?P<number>[-+]?\d[\d,.']*)\s*(?P<post>[A-Z]{3}|[$€£¥円])?\s*$")
+PRICE_WORDS = ("price", "cost", "amount")
+
+
+def parse_number(value: str | None) -> float | None:
+    """A number as shops write it: "12", "1,249.00", "89,90", "12.00 USD", "¥1,200" (None if it is not one)."""
+    found = AMOUNT.match(value or "")
+    if found is None:
+        return None
+    digits = found["number"].replace("'", "")
+    if re.fullmatch(r"[-+]?\d+,\d{1,2}", digits):
+        digits = digits.replace(",", ".")
     try:
-        number = float(value.replace(",", "")) if value else None
+        number = float(digits.replace(",", ""))
     except ValueError:
         return None
-    return number if number is not None and math.isfinite(number) else None
+    return number if math.isfinite(number) else None
+
+
+def currency_of(values: Sequence[str]) -> str | None:
+    """The one currency the amounts name ("12.00 USD", "$12"), if they name exactly one."""
+    found = set()
+    for value in values:
+        match = AMOUNT.match(value)
+        sign = match and (match["pre"] or match["post"])
+        if sign:
+            found.add(CURRENCY_SIGNS.get(sign, sign))
+    return found.pop() if len(found) == 1 else None
+
 
 
 def _concept_for(column: str, values: Sequence[str], lexicon: Lexicon, category: bool) -> str | None:
@@ -350,9 +381,12 @@ def _values(names: Sequence[str], counts: Counter, concept: Concept | None) -> l
                     synonyms[language] = [w for w in words if normal(w) not in taken - {normal(name)}]
                 if normal(entry_name) not in taken:
                     synonyms.setdefault("en", []).insert(0, entry_name)
+            caption = entry.caption
+            if caption is None and concept is not None and concept.domain_nouns and normal(name) != normal(entry_name):
+                caption = entry_name
             value = value.model_copy(update={
                 "synonyms": {k: v for k, v in synonyms.items() if v}, "label": entry.label, "edit": entry.edit,
-                "caption": entry.caption, "rgb": entry.rgb})
+                "caption": caption, "rgb": entry.rgb})
         values.append(value)
     return values
 
@@ -364,7 +398,7 @@ def _ordered(values: list[Value], concept: Concept | None) -> list[Value] | None
         positions = [rank.get(normal(concept.find(v.name) or "")) for v in values]
         if all(p is not None for p in positions):
             return [v for _, v in sorted(zip(positions, values, strict=True), key=lambda pair: pair[0])]
-    numbers = [_number(v.name) for v in values]
+    numbers = [parse_number(v.name) for v in values]
     if len(values) > 1 and all(n is not None for n in numbers):
         return [v for _, v in sorted(zip(numbers, values, strict=True), key=lambda pair: pair[0])]
     return None
@@ -409,13 +443,17 @@ def infer_schema(columns: Sequence[str], rows: Sequence[Mapping[str, str]], role
             schema.ignored[column] = "empty for every item"
         elif column in (roles.get(r) for r in TEXT_ROLES) and column not in forced:
             schema.text.append(column)
-        elif column == roles.get("price") or (all(_number(v) is not None for v in present)
-                                                and len(distinct) > max_values and column not in forced):
-            numbers = [n for n in (_number(v) for v in present) if n is not None]
+        elif (column == roles.get("price") or any(w in column for w in PRICE_WORDS) or len(distinct) > max_values) \
+                and column not in forced and all(parse_number(v) is not None for v in present):
+            numbers = [n for n in (parse_number(v) for v in present) if n is not None]
             old = previous.numeric_column(column)
+            money = column == roles.get("price") or any(w in column for w in PRICE_WORDS)
             schema.numeric.append(NumericColumn(
                 name=column, display=old.display if old else {}, minimum=min(numbers), maximum=max(numbers),
-                unit=(old.unit if old else None) or (currency if column == roles.get("price") else None)))
+                unit=(old.unit if old else None) or ((currency or currency_of(present)) if money else None)))
+        elif column == roles.get("price"):
+            bad = next(v for v in present if parse_number(v) is None)
+            schema.ignored[column] = f"not a number in every row (e.g. {bad!r}): not a price range"
         elif column != category and column not in forced and len(distinct) > max_values:
             schema.ignored[column] = (f"{len(distinct):,} distinct values (more than {max_values}): free text, "
                                       "not an attribute")
@@ -442,7 +480,7 @@ def infer_schema(columns: Sequence[str], rows: Sequence[Mapping[str, str]], role
             schema.caption.noun = domains.pop()
     known = [n for n in schema.caption.order if schema.attribute(n)]
     rest = sorted((a for a in schema.attributes
-                   if a.name not in known and a.name != category and a.name != roles.get("brand")),
+                   if a.name not in known and a.name != category and a.name != roles.get("brand") and a.visual),
                   key=lambda a: a.caption_rank)
     schema.caption.order = known + [a.name for a in rest]
     return schema
@@ -475,9 +513,13 @@ def _attribute(column: str, rows: Sequence[Mapping[str, str]], distinct: Counter
         name=column, display={"en": column.replace("_", " ")}, values=ordered or values, ordered=ordered is not None,
         relative=list(concept.relative) if concept and ordered else [], applies_to=applies,
         generic=dict(concept.generic) if concept else {}, absent=absent, concept=concept_name,
-        edit=concept.edit if concept else "make it {value}", caption_rank=concept.caption_rank if concept else 90)
+        edit=concept.edit if concept else "make it {value}", caption_rank=concept.caption_rank if concept else 90,
+        visual=concept.visual if concept else True)
     old = previous.attribute(column)
-    return attribute if old is None else _keep_edits(old, attribute)
+    kept = attribute if old is None else _keep_edits(old, attribute)
+    if kept.ordered and not kept.relative and concept is not None and concept.relative:
+        kept = kept.model_copy(update={"relative": list(concept.relative)})
+    return kept
 
 
 def _keep_edits(old: Attribute, new: Attribute) -> Attribute:
@@ -486,4 +528,7 @@ def _keep_edits(old: Attribute, new: Attribute) -> Attribute:
     kept = [v.model_copy(update={"items": by_name[v.name].items}) for v in old.values if v.name in by_name]
     added = [v for v in new.values if v.name not in set(old.value_names)]
     values = kept + added if old.values else new.values
+    names = {normal(v.name) for v in values}
+    values = [v.model_copy(update={"synonyms": {lang: [w for w in words if normal(w) not in names - {normal(v.name)}]
+                                                for lang, words in v.synonyms.items()}}) for v in values]
     return old.model_copy(update={"values": values, "applies_to": new.applies_to})

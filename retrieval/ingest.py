@@ -38,7 +38,7 @@ import torch
 from tqdm import tqdm
 
 from retrieval.backbone import Backbone, BackboneSpec, load_backbone
-from retrieval.catalog_schema import SCHEMA_FILE, CatalogSchema, infer_schema, load_schema, save_schema
+from retrieval.catalog_schema import SCHEMA_FILE, CatalogSchema, infer_schema, load_schema, parse_number, save_schema
 from retrieval.image_io import ImageRejected, load_image, read_limited
 from retrieval.metadata_formats import read_metadata, resolve_images
 from retrieval.query_encoder import ModelMismatch
@@ -198,10 +198,10 @@ def _typed(value: str | None, kind: str, column: str) -> str | float | None:
     if not value:
         return None
     if kind == "float":
-        try:
-            return float(value.replace(",", ""))
-        except ValueError:
-            raise ValueError(f"{column} {value!r} is not a number") from None
+        number = parse_number(value)
+        if number is None:
+            raise ValueError(f"{column} {value!r} is not a number")
+        return number
     return value
 
 

@@ -55,6 +55,8 @@ class Concept(BaseModel):
     relative: list[RelativeWord] = Field(default_factory=list)
     caption_rank: int = 90
     edit: str = "make it {value}"
+    visual: bool = True
+    domain_nouns: bool = False
     values: dict[str, LexiconValue] = Field(default_factory=dict)
 
     def find(self, word: str) -> str | None:
