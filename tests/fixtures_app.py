@@ -7,14 +7,35 @@ by ``ui.serve.launch`` on a free 127.0.0.1 port, with its own triplet log.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from training.world import World
+
+
+@contextlib.contextmanager
+def environment(**values: str | None) -> Iterator[None]:
+    """Set (or, for None, unset) environment variables for the duration; a session fixture cannot monkeypatch."""
+    saved = {name: os.environ.get(name) for name in values}
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def free_port() -> int:
@@ -53,17 +74,8 @@ def app_server(app_catalog, small_world, trained_composer, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("app-run")
     composer = trained_composer[0].save(folder / "composer")
-    saved = {name: os.environ.get(name) for name in ("CIRCHAT_LOG_SALT", "CIRCHAT_LLM")}
-    os.environ["CIRCHAT_LOG_SALT"] = "test-salt"
-    os.environ.pop("CIRCHAT_LLM", None)
-    try:
+    with environment(CIRCHAT_LOG_SALT="test-salt", CIRCHAT_LLM=None):
         served = launch(app_catalog, composer=composer, log=folder / "triplets" / "triplets.jsonl",
                         host="127.0.0.1", port=free_port(), block=False)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
     yield AppServer(url=served.url, log=served.assistant.log.path, world=small_world, served=served)
     served.close()

@@ -30,7 +30,7 @@ import pytest
 from assistant.triplet_log import scan_log
 from retrieval.catalog_schema import CatalogSchema, load_schema
 from retrieval.store import CatalogStore
-from tests.fixtures_app import free_port
+from tests.fixtures_app import environment, free_port
 from training.accessories_world import (
     APPLIES,
     ATTRIBUTES,
@@ -97,20 +97,10 @@ def shop(backbone, tmp_path_factory):
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
-    names = ("CIRCHAT_LOG_SALT", "CIRCHAT_LLM", "CIRCHAT_HOME")
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ["CIRCHAT_LOG_SALT"] = "shop-salt"
-    os.environ["CIRCHAT_HOME"] = str(root / "home")  # no model registry of this machine picks the composer
-    os.environ.pop("CIRCHAT_LLM", None)
-    try:
+    # CIRCHAT_HOME: no model registry of this machine picks the composer
+    with environment(CIRCHAT_LOG_SALT="shop-salt", CIRCHAT_HOME=str(root / "home"), CIRCHAT_LLM=None):
         served = launch(db, log=root / "triplets" / "triplets.jsonl", host="127.0.0.1", port=free_port(),
                         block=False)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
     try:
         yield Shop(folder=csv_path.parent, csv=csv_path, db=db, items=expected_items(CONFIG),
                    ingest_stdout=done.stdout, ingest_imports=_imported_modules(done.stderr), url=served.url,

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from retrieval.catalog_schema import SCHEMA_FILE, CatalogSchema, save_schema
+from retrieval.catalog_schema import SCHEMA_FILE, CatalogSchema, NumericColumn, save_schema
 from retrieval.data_home import default_data_dir
 from training.render import render_garment
 
@@ -62,7 +62,7 @@ CSV_COLUMNS = (
     "id", "file", "name", "category", "colour", "pattern", "sleeve", "length",
     "neckline", "price", "caption", "combo", "split",
 )
-SCHEMA_EDITS = CatalogSchema(ignored={
+SCHEMA_EDITS = CatalogSchema(numeric=[NumericColumn(name="price", unit="USD")], ignored={
     "combo": "the demo's attribute key, for training and benchmarks",
     "split": "the demo's train/held-out split, for training and benchmarks",
 })
