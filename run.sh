@@ -3,6 +3,7 @@
 # environment for this dependency spec, then runs circhat or the test suite.
 #   ./run.sh demo        the chat assistant on the built-in demo catalog
 #   ./run.sh test        the whole test suite (lint + pytest)
+#   ./run.sh bench       the composed-retrieval benchmark (python -m benchmarks.cir), writes BENCHMARKS.md
 #   ./run.sh ARGS...     any `circhat` subcommand, e.g. ./run.sh world build
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -61,6 +62,10 @@ case "${1:-demo}" in
     ensure_chromium
     "$venv/bin/ruff" check .
     exec "$venv/bin/python" -m pytest "$@"
+    ;;
+  bench)
+    shift
+    exec "$venv/bin/python" -m benchmarks.cir "$@"
     ;;
   *)
     exec "$venv/bin/python" -m ui.cli "$@"

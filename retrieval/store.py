@@ -28,7 +28,7 @@ update field metadata in a versioned commit but not table-level metadata, and a
 re-ingest must be able to update the vocabulary without rewriting the rows.
 Small catalogs are searched exactly (brute force); from ``ANN_MIN_ROWS`` rows an
 IVF_SQ index (8-bit scalar quantisation) with a refine step on full vectors takes
-over. Measured with ``training/bench_store.py`` on 2 cores (demo embeddings,
+over. Measured with ``benchmarks/store.py`` on 2 cores (demo embeddings,
 128-d, drawn from the real distribution): exact search costs ~6 ms at 10k rows,
 ~25 ms (p50) at 100k and ~240 ms at 1M, growing linearly; at 1M, IVF_SQ with
 ~1,000 rows a partition, 24 probes and refine 10 answered in ~8 ms (p95 ~10 ms)
@@ -80,7 +80,7 @@ class BadFilter(ValueError):
 
 @dataclass(frozen=True)
 class IndexSettings:
-    """IVF_SQ build and query settings; chosen from ``training/bench_store.py`` measurements."""
+    """IVF_SQ build and query settings; chosen from ``benchmarks/store.py`` measurements."""
 
     partition_rows: int = 1_000
     nprobes: int = 24

@@ -20,8 +20,8 @@ import pytest
 from assistant.triplet_log import scan_log
 from retrieval.ingest import ingest
 from retrieval.store import CatalogStore
+from tests.server_harness import ROOT, ServerProcess, connect, reply_details
 from tests.test_ingest import assert_same_rows
-from ui.bench_load import ROOT, ServerProcess, connect, reply_details
 
 pytestmark = pytest.mark.slow
 

@@ -1,15 +1,17 @@
-"""Data flows one way (DESIGN.md §2): ui → assistant → retrieval ← training.
+"""Data flows one way (DESIGN.md §2): ui → assistant → retrieval ← training; benchmarks/ and tests/ sit outside.
 
 Every ``.py`` file under the four packages is parsed with ``ast`` and every
 import is checked, those inside functions and ``TYPE_CHECKING`` blocks included
 (an import hidden in a function to dodge a cycle is still the cycle), as are
 ``importlib.import_module("…")`` / ``__import__("…")`` calls with a literal name.
-Tests and benchmarks may import anything; they are not scanned.
+Tests and benchmarks may import anything; they are not scanned, and they are not installed, so no installed
+package may import them.
 """
 
 from __future__ import annotations
 
 import ast
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("assistant", "retrieval", "training", "ui")
 DEMO_WORLD = "training.world"
+NOT_INSTALLED = ("benchmarks", "tests")
 
 
 def _under(module: str, package: str) -> bool:
@@ -45,6 +48,8 @@ RULES = (
          "only ui/ may import ui (tests and benchmarks aside)"),
     Rule(("assistant", "retrieval", "ui"), lambda m: _under(m, DEMO_WORLD),
          "only training may import the demo-world generator (a catalog's vocabulary comes from its schema)"),
+    Rule(PACKAGES, lambda m: any(_under(m, p) for p in NOT_INSTALLED),
+         "installed packages must not import benchmarks or tests (neither is installed)"),
 )
 
 
@@ -115,6 +120,12 @@ def check_tree(root: Path = ROOT) -> list[Violation]:
     return found
 
 
+def test_the_scanned_packages_are_the_installed_ones():
+    """pyproject installs exactly the scanned packages: not benchmarks/ or tests/, and nothing unscanned."""
+    find = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    assert sorted(pattern.removesuffix("*") for pattern in find["include"]) == sorted(PACKAGES)
+
+
 def test_imports_follow_the_layers():
     scanned = sum(1 for p in PACKAGES for _ in (ROOT / p).rglob("*.py"))
     assert scanned > 20, "the layer check found almost nothing to scan"
@@ -137,6 +148,10 @@ def test_imports_follow_the_layers():
     ("assistant/x.py", "import importlib\nW = importlib.import_module('training.world')\n", 2, "demo-world"),
     ("ui/x.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from training.world import World\n", 3,
      "demo-world generator"),
+    ("ui/x.py", "def bench():\n    from benchmarks.cir import main\n", 2, "must not import benchmarks or tests"),
+    ("training/x.py", "import benchmarks.report\n", 1, "must not import benchmarks or tests"),
+    ("retrieval/x.py", "from tests.server_harness import free_port\n", 1, "must not import benchmarks or tests"),
+    ("assistant/x.py", "from tests import server_harness\n", 1, "must not import benchmarks or tests"),
 ])
 def test_the_checker_reports_a_violation(path, source, line, why):
     violations = check_source(source, path)
@@ -150,6 +165,7 @@ def test_the_checker_reports_a_violation(path, source, line, why):
     ("assistant/x.py", "from retrieval.data_home import default_data_dir\nfrom . import triplet_log\n"),
     ("retrieval/x.py", "from .durable_files import append_line\n"),
     ("assistant/x.py", "import gradio_stubs_are_not_gradio\n"),
+    ("training/x.py", "import testscenarios\nfrom benchmarking_lib import run\n"),
 ])
 def test_the_checker_allows_what_the_layers_allow(path, source):
     assert check_source(source, path) == []

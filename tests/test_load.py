@@ -1,4 +1,4 @@
-"""Many sessions at once against the real app (the small version of `python -m ui.bench_load`, which runs the
+"""Many sessions at once against the real app (the small version of `python -m benchmarks.load`, which runs the
 demo world with its composer): no errors, no state crossing sessions, every acknowledged pick logged exactly
 once; the leak check catches a shared session; a full queue answers "busy, try again" at once and every
 accepted turn still finishes. The server is the real Gradio app on the 200-image store world with its saved
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ui.bench_load import burst, call, connect, free_port, make_sessions, run_load
+from benchmarks.load import burst, call, make_sessions, run_load
+from tests.server_harness import connect, free_port
 from ui.serve import load_encoder, make_assistant, serve
 
 pytestmark = pytest.mark.slow

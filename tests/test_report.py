@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training.report import ablation_reading, acceptance
+from benchmarks.report import ablation_reading, acceptance
 
 
 def recall(r1: float, r10: float) -> dict[str, dict[str, float]]:

@@ -125,8 +125,8 @@ def test_cli_search_prints_json_and_rejects_bad_filters(catalog):
 def test_scale_benchmark_runs_on_a_small_catalog(small_world, small_backbone, tmp_path):
     """On a trained backbone's embeddings: a random-weights backbone maps every image to nearly the same vector,
     which no quantised index can rank (the benchmark's point is realistic embeddings)."""
+    from benchmarks.store import BenchConfig, bench_store, markdown
     from retrieval.backbone import load_backbone
-    from training.bench_store import BenchConfig, bench_store, markdown
 
     backbone = load_backbone(small_backbone[0], "cpu")
     results = bench_store(small_world, backbone, BenchConfig(sizes=(1_500,), queries=20), tmp_path, progress=False)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ui.bench_load import ServerProcess, connect, free_port, reply_details
+from tests.server_harness import ServerProcess, connect, free_port, reply_details
 from ui.serve import load_encoder, make_assistant, serve
 
 pytestmark = pytest.mark.slow

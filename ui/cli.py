@@ -1,4 +1,8 @@
-"""The ``circhat`` command line: build the demo world, train, benchmark, serve."""
+"""The ``circhat`` command line: build the demo world, train, serve.
+
+The benchmarks are not part of the installed command: they run from a clone, ``./run.sh bench`` or
+``python -m benchmarks.<name>`` (``benchmarks/``).
+"""
 
 from __future__ import annotations
 
@@ -71,24 +75,6 @@ def backbone_check(
         typer.secho(str(err), fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     typer.echo(json.dumps(backbone.describe(), indent=2))
-
-
-@app.command()
-def bench(
-    out: Annotated[Path, typer.Option(help="Markdown report to write.")] = Path("BENCHMARKS.md"),
-    json_dir: Annotated[Path, typer.Option(help="Folder for the JSON and plots.")] = Path("docs/benchmarks"),
-    data_dir: DataDir = None, seed: Seed = 0,
-    quick: Annotated[bool, typer.Option(help="Fewer queries and curve points (a smoke run).")] = False,
-) -> None:
-    """Train every method, baseline and ablation on the demo world and write BENCHMARKS.md."""
-    from training.benchmark import BenchConfig, run_benchmark
-    from training.report import write_report
-
-    config = BenchConfig(seed=seed, quick=quick, eval_queries=200 if quick else 500, sessions=100 if quick else 300)
-    results = run_benchmark(config, json_dir, data_dir)
-    command = "./run.sh bench" + (f" --seed {seed}" if seed else "") + (" --quick" if quick else "")
-    write_report(results, json_dir, out, command)
-    typer.echo(f"wrote {out} and {json_dir}/cir.json")
 
 
 @app.command()

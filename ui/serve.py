@@ -186,7 +186,7 @@ def serve(assistant, host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT, 
     all buttons (Gradio's default is a separate group per event function). It is 1 because the turns share one
     model and peft's LoRA on ``nn.MultiheadAttention`` swaps merged weights into the module during each forward:
     two forwards at once crash ("no attribute 'in_proj_weight'") or encode with the other's weights (seen in
-    ``python -m ui.bench_load``). ``max_size`` more turns wait; the next one is answered at once with "busy, try
+    ``python -m benchmarks.load``). ``max_size`` more turns wait; the next one is answered at once with "busy, try
     again" (HTTP 503; the browser says so, ``gradio_client`` raises ``QueueError``) rather than waiting unbounded.
     """
     from ui.app import build_app, launch_kwargs

@@ -5,7 +5,7 @@ followed by the reports other benchmark commands write beside it (store scale,
 learning from use, server load), so every figure lives in one file while each
 command reruns only its own part:
 
-    python -m training.report      # re-render BENCHMARKS.md from the JSON and .md files already there
+    python -m benchmarks.report      # re-render BENCHMARKS.md from the JSON and .md files already there
 """
 
 from __future__ import annotations
@@ -13,16 +13,18 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Annotated
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import typer
 
 KS = (1, 5, 10, 50)
-INCLUDED = (("store.md", "python -m training.bench_store --sizes 10000,100000,1000000"),
-            ("learning.md", "python -m training.bench_learning"),
-            ("load.md", "python -m ui.bench_load"))
+INCLUDED = (("store.md", "python -m benchmarks.store --sizes 10000,100000,1000000"),
+            ("learning.md", "python -m benchmarks.learning"),
+            ("load.md", "python -m benchmarks.load"))
 STAGE2_BUDGET_S = 120.0
 
 
@@ -204,11 +206,14 @@ def included_sections(out_dir: Path) -> list[str]:
     return lines
 
 
-def main(out_dir: Path = Path("docs/benchmarks"), markdown: Path = Path("BENCHMARKS.md")) -> None:
+def main(
+    out_dir: Annotated[Path, typer.Option(help="Folder of cir.json and the other reports.")] = Path("docs/benchmarks"),
+    markdown: Annotated[Path, typer.Option(help="Markdown report to write.")] = Path("BENCHMARKS.md"),
+) -> None:
     """Re-render BENCHMARKS.md from the saved JSON (no training)."""
     results = json.loads((out_dir / "cir.json").read_text())
     write_report(results, out_dir, markdown, results.get("command", "./run.sh bench"))
 
 
 if __name__ == "__main__":
-    main()
+    typer.run(main)

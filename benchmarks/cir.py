@@ -1,4 +1,4 @@
-"""`circhat bench`: trains what it needs on the cached demo world and writes BENCHMARKS.md.
+"""`python -m benchmarks.cir` (`./run.sh bench`): trains what it needs on the cached demo world, writes BENCHMARKS.md.
 
 Every number in BENCHMARKS.md comes from one run of this module; the JSON beside
 it (docs/benchmarks/cir.json) holds the same figures for machines. Deterministic
@@ -13,10 +13,13 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+import typer
 
+from benchmarks.report import write_report
 from retrieval.backbone import load_backbone
 from retrieval.query_encoder import QueryEncoder
 from training import evaluate as ev
@@ -168,3 +171,23 @@ def _json(value):
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(type(value))
+
+
+def main(
+    out: Annotated[Path, typer.Option(help="Markdown report to write.")] = Path("BENCHMARKS.md"),
+    json_dir: Annotated[Path, typer.Option(help="Folder for the JSON and plots.")] = Path("docs/benchmarks"),
+    data_dir: Annotated[Path | None, typer.Option(help="Where worlds and models are cached [env CIRCHAT_HOME, "
+                                                       "default ~/.cache/circhat].")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the demo world; same seed, same bytes.")] = 0,
+    quick: Annotated[bool, typer.Option(help="Fewer queries and curve points (a smoke run).")] = False,
+) -> None:
+    """Train every method, baseline and ablation on the demo world and write BENCHMARKS.md."""
+    config = BenchConfig(seed=seed, quick=quick, eval_queries=200 if quick else 500, sessions=100 if quick else 300)
+    results = run_benchmark(config, json_dir, data_dir)
+    command = "./run.sh bench" + (f" --seed {seed}" if seed else "") + (" --quick" if quick else "")
+    write_report(results, json_dir, out, command)
+    typer.echo(f"wrote {out} and {json_dir}/cir.json")
+
+
+if __name__ == "__main__":
+    typer.run(main)

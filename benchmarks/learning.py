@@ -1,4 +1,4 @@
-"""`python -m training.bench_learning`: does one round of harvest + fine-tune make the assistant better?
+"""`python -m benchmarks.learning`: does one round of harvest + fine-tune make the assistant better?
 
 On the cached demo world (10k images, its backbone, the shipped two-stage
 composer, its LanceDB store): fresh simulated customers who speak French (a
@@ -7,7 +7,7 @@ with the parent model; other customers (another seed) shop with it and fill a
 pick log; one ``finetune_from_log`` round trains a new version; the fresh
 customers are measured again with it. English-speaking customers (the training
 phrasing) are the control for forgetting. Writes docs/benchmarks/learning.json,
-learning.md (included in BENCHMARKS.md by ``training.report``) and learning.png.
+learning.md (included in BENCHMARKS.md by ``benchmarks.report``) and learning.png.
 Everything runs in a scratch folder: the user's registry and log are untouched.
 """
 
@@ -239,7 +239,7 @@ def main(
         ("seed", seed, 0), ("harvest", harvest, defaults.harvest_sessions), ("sessions", sessions,
                                                                               defaults.eval_sessions),
         ("control", control, defaults.control_sessions), ("steps", steps, FinetuneConfig().steps)) if value != default]
-    command = " ".join(["python -m training.bench_learning", *flags])
+    command = " ".join(["python -m benchmarks.learning", *flags])
     out.mkdir(parents=True, exist_ok=True)
     (out / "learning.json").write_text(json.dumps(results, indent=2) + "\n")
     plot(results, out / "learning.png")

@@ -8,7 +8,7 @@ within-combination deviations), with that item's metadata and patch features.
 Queries are half text turns (caption embeddings of random combinations) and half
 image turns (fresh draws not in the catalog).
 
-    python -m training.bench_store --sizes 10000,100000,1000000
+    python -m benchmarks.store --sizes 10000,100000,1000000
 """
 
 from __future__ import annotations
@@ -251,7 +251,7 @@ def markdown(results: dict) -> str:
         "",
         f"Measured {results['date']} on {results['machine']['cpus']} CPUs ({results['machine']['platform']}; "
         f"load average {results['machine']['load_avg_at_start']} at start). Backbone `{results['backbone']}`. "
-        f"Vectors are drawn from the demo catalog's real embedding distribution (see `training/bench_store.py`); "
+        f"Vectors are drawn from the demo catalog's real embedding distribution (see `benchmarks/store.py`); "
         f"{results['config']['queries']} queries, half text turns and half image turns; recall@10 is against exact "
         f"(brute-force) search on the same table. Latency is one `CatalogStore.search` call, result conversion "
         f"included.",
@@ -273,7 +273,7 @@ def markdown(results: dict) -> str:
     lines += ["", f"Filter: `{FILTER}` (BITMAP index on category, BTREE on price, applied before ranking).", ""]
     if max(s["items"] for s in results["sizes"]) < 1_000_000:
         lines += ["**Partial run**: only the sizes above were measured. The full benchmark (10k, 100k, 1M) is "
-                  "`python -m training.bench_store` on a quiet machine.", ""]
+                  "`python -m benchmarks.store` on a quiet machine.", ""]
     for s in results["sizes"]:
         ix = s["index"]
         lines += [f"IVF_SQ sweep at {s['items']:,} items ({ix['num_partitions']} partitions; default nprobes "
