@@ -82,8 +82,7 @@ def card_caption(item: ShownItem, schema: CatalogSchema) -> str:
     if isinstance(price, int | float):
         parts.append(price_text(float(price), schema))
     values = schema.known_values(meta)
-    shown = [schema.attribute(a).value(v).shown() if schema.attribute(a).value(v) else v
-             for a, v in values.items() if a != schema.category]
+    shown = [schema.attribute(a).label(v) for a, v in values.items() if a != schema.category]
     if shown:
         parts.append(", ".join(shown))
     return " · ".join(parts)
