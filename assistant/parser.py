@@ -149,12 +149,12 @@ def _matches(clause: list[str], vocabulary: Vocabulary, known: Mapping[str, str]
 class _Clause:
     instructions: list[Instruction]
     unavailable: list[Unavailable]
-    rejected: set[str]
+    negated: dict[int, str]
 
 
 def _parse_clause(clause: list[str], vocabulary: Vocabulary, known: Mapping[str, str]) -> _Clause:
     matches, negators = _matches(clause, vocabulary, known)
-    out = _Clause([], [], set())
+    out = _Clause([], [], {})
     cursor = 0
 
     def free_span(start: int, end: int) -> None:
@@ -176,8 +176,9 @@ def _parse_clause(clause: list[str], vocabulary: Vocabulary, known: Mapping[str,
         if m.negated:
             wanted = vocabulary.negated(attribute, value)
             if wanted is None and value is not None:
-                out.rejected.add(attribute)
-                out.instructions.append(Instruction.free(said))
+                kept = Instruction.free(said)
+                out.negated[id(kept)] = attribute
+                out.instructions.append(kept)
                 continue
             value = wanted
         if value is None:
@@ -215,19 +216,9 @@ def parse_rules(text: str, vocabulary: Vocabulary, known: Mapping[str, str] | No
     command, rest = match_command(clean_text(text))
     clauses = [_parse_clause(c, vocabulary, known) for c in _clauses(tokenize(rest))]
     slotted = {i.attribute for c in clauses for i in c.instructions if i.attribute is not None}
-    instructions = [i for c in clauses for i in c.instructions
-                    if not (i.attribute is None and any(a in slotted and _names_value(i, a, vocabulary)
-                                                        for a in c.rejected))]
+    instructions = [i for c in clauses for i in c.instructions if c.negated.get(id(i)) not in slotted]
     unavailable = [u for c in clauses for u in c.unavailable]
     return Parsed(command=command, instructions=instructions, unavailable=unavailable)
-
-
-def _names_value(instruction: Instruction, attribute: str, vocabulary: Vocabulary) -> bool:
-    """Whether a free-text instruction is a negated value of ``attribute`` ("not green")."""
-    found = vocabulary.schema.attribute(attribute)
-    words = tuple(instruction.text.split())
-    return found is not None and any(
-        m.attribute == attribute for n in range(len(words)) for m in vocabulary.meanings(words[n:]))
 
 
 class RuleParser:
