@@ -23,7 +23,7 @@ from benchmarks.report import write_report
 from retrieval.backbone import load_backbone
 from retrieval.query_encoder import QueryEncoder
 from training import evaluate as ev
-from training.features import WorldFeatures, world_features
+from training.features import FrozenFeatures, world_features
 from training.pretrain_backbone import BackboneTrainConfig, ensure_backbone
 from training.stage1 import Stage1Config, train_stage1
 from training.stage2 import Stage2Config, train_stage2
@@ -62,7 +62,7 @@ def eval_sets(world: World, config: BenchConfig) -> dict[str, list[Triplet]]:
     return sets
 
 
-def score(encode: ev.Encode, sets: dict[str, list[Triplet]], features: WorldFeatures) -> dict[str, dict]:
+def score(encode: ev.Encode, sets: dict[str, list[Triplet]], features: FrozenFeatures) -> dict[str, dict]:
     return {name: ev.evaluate(encode, triplets, features) for name, triplets in sets.items()}
 
 

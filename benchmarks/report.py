@@ -22,7 +22,8 @@ import matplotlib.pyplot as plt
 import typer
 
 KS = (1, 5, 10, 50)
-INCLUDED = (("store.md", "python -m benchmarks.store --sizes 10000,100000,1000000"),
+INCLUDED = (("build.md", "python -m benchmarks.build"),
+            ("store.md", "python -m benchmarks.store --sizes 10000,100000,1000000"),
             ("learning.md", "python -m benchmarks.learning"),
             ("load.md", "python -m benchmarks.load"))
 STAGE2_BUDGET_S = 120.0

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from retrieval.query_encoder import QueryEncoder
-from training.features import WorldFeatures
+from training.features import FrozenFeatures
 from training.triplets import EDITABLE, Triplet, phrase
 from training.world import VALUES, World
 
@@ -24,7 +24,7 @@ Encode = Callable[[np.ndarray, list[list[str]]], torch.Tensor]
 KS = (1, 5, 10, 50)
 
 
-def image_only(features: WorldFeatures) -> Encode:
+def image_only(features: FrozenFeatures) -> Encode:
     return lambda refs, _instructions: features.pooled[refs]
 
 
@@ -32,13 +32,13 @@ def text_only(encoder: QueryEncoder) -> Encode:
     return lambda _refs, instructions: encoder.encode(None, None, instructions)
 
 
-def image_plus_text(features: WorldFeatures, encoder: QueryEncoder) -> Encode:
+def image_plus_text(features: FrozenFeatures, encoder: QueryEncoder) -> Encode:
     """The sum of the normalised image and text embeddings, renormalised."""
     return lambda refs, instructions: F.normalize(
         features.pooled[refs] + encoder.encode(None, None, instructions), dim=-1)
 
 
-def composed(features: WorldFeatures, encoder: QueryEncoder) -> Encode:
+def composed(features: FrozenFeatures, encoder: QueryEncoder) -> Encode:
     """Pseudo-token composition (Pic2Word-style or two-stage, whichever ``encoder`` holds)."""
     return lambda refs, instructions: encoder.encode(features.pooled[refs], features.patches[refs], instructions)
 
@@ -50,7 +50,7 @@ def rank(queries: torch.Tensor, gallery: torch.Tensor, exclude: np.ndarray, k: i
     return scores.topk(k, dim=1).indices.numpy()
 
 
-def evaluate(encode: Encode, triplets: list[Triplet], features: WorldFeatures,
+def evaluate(encode: Encode, triplets: list[Triplet], features: FrozenFeatures,
              ks: tuple[int, ...] = KS) -> dict[str, float]:
     """Recall@K in percent, by attribute combination and by the designated target image."""
     refs = np.array([t.reference_id for t in triplets])
@@ -71,7 +71,7 @@ class Session:
     order: list[str]
 
 
-def make_sessions(world: World, features: WorldFeatures, n: int, seed: int, differing: int = 3) -> list[Session]:
+def make_sessions(world: World, features: FrozenFeatures, n: int, seed: int, differing: int = 3) -> list[Session]:
     """Sessions whose start differs from the hidden target in ``differing`` attributes (same category)."""
     rng = np.random.default_rng(seed)
     rows_by_combo: dict[str, list[int]] = {}
@@ -91,7 +91,7 @@ def make_sessions(world: World, features: WorldFeatures, n: int, seed: int, diff
     return sessions
 
 
-def simulate(encode: Encode, sessions: list[Session], features: WorldFeatures, world: World, mode: str,
+def simulate(encode: Encode, sessions: list[Session], features: FrozenFeatures, world: World, mode: str,
              turns: int = 4, shown: int = 10, seed: int = 0) -> dict[str, list[float]]:
     """success@1 / @10 after each turn; ``mode`` "first" composes the start image with every instruction,
     "latest" composes the user's latest pick with the newest instruction only."""

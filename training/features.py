@@ -21,7 +21,7 @@ from training.world import World
 
 
 @dataclass
-class WorldFeatures:
+class FrozenFeatures:
     """Row i belongs to ``world.items[i]``."""
 
     pooled: torch.Tensor
@@ -40,13 +40,13 @@ def features_path(world: World, backbone: Backbone) -> Path:
 
 
 @torch.no_grad()
-def world_features(world: World, backbone: Backbone, batch_size: int = 512, progress: bool = True) -> WorldFeatures:
+def world_features(world: World, backbone: Backbone, batch_size: int = 512, progress: bool = True) -> FrozenFeatures:
     """Pooled embeddings, patch tokens and caption embeddings for every catalog item (cached)."""
     path = features_path(world, backbone)
     if path.exists():
         saved = torch.load(path, weights_only=True)
     else:
-        pixels = load_pixels(world, world.items, backbone.preprocess, progress)
+        pixels = load_pixels([str(world.image_path(it)) for it in world.items], backbone.preprocess, progress)
         pooled, patches = [], []
         for i in tqdm(range(0, len(pixels), batch_size), desc="encoding catalog", disable=not progress, leave=False):
             p, t = backbone.encode_images_with_patches(pixels[i:i + batch_size])
@@ -60,7 +60,7 @@ def world_features(world: World, backbone: Backbone, batch_size: int = 512, prog
         partial = path.with_suffix(".partial")
         torch.save(saved, partial)
         partial.replace(path)
-    return WorldFeatures(
+    return FrozenFeatures(
         pooled=saved["pooled"], patches=saved["patches"], captions=saved["captions"],
         combo_keys=np.array([it.combo.key for it in world.items]),
         splits=np.array([it.split for it in world.items]),

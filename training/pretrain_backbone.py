@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from retrieval.backbone import DEMO_MODEL, Backbone, BackboneSpec, load_backbone, save_backbone
+from training.catalog_labels import HELDOUT, TRAIN, LabelledCatalog, LabelSpace
 from training.world import ATTRIBUTES, VALUES, Combo, World, caption
 
 ATTRIBUTE_WORD_ORDER = ("colour", "pattern", "length", "sleeve", "neckline", "category")
@@ -78,11 +80,11 @@ def partial_caption(combo: Combo, rng: np.random.Generator, full_share: float) -
     return f"a photo of {article} " + " ".join(words), [a in named for a in ATTRIBUTES]
 
 
-def load_pixels(world: World, items: list, preprocess, progress: bool = True) -> torch.Tensor:
-    """Preprocessed pixel tensors for ``items``, loaded once."""
+def load_pixels(paths: list[str], preprocess, progress: bool = True) -> torch.Tensor:
+    """Preprocessed pixel tensors for the image files ``paths``, loaded once."""
     return torch.stack([
-        preprocess(Image.open(world.image_path(it)).convert("RGB"))
-        for it in tqdm(items, desc="loading images", unit="img", disable=not progress, leave=False)
+        preprocess(Image.open(path).convert("RGB"))
+        for path in tqdm(paths, desc="loading images", unit="img", disable=not progress, leave=False)
     ])
 
 
@@ -97,35 +99,34 @@ def multi_positive_clip_loss(image: torch.Tensor, text: torch.Tensor, positives:
 
 
 @torch.no_grad()
-def text_to_image_recall(backbone: Backbone, world: World, pixels: torch.Tensor, split: str = "heldout",
+def text_to_image_recall(backbone: Backbone, pixels: torch.Tensor, keys: np.ndarray, captions: dict[str, str],
                          ks: tuple[int, ...] = (1, 10)) -> dict[str, float]:
-    """Recall@K of each split combo's caption against the whole catalog (any image of that combo counts)."""
+    """Recall@K of each label's caption in ``captions`` against the gallery ``pixels`` (any image of that label
+    counts; ``keys`` labels the gallery)."""
     gallery = torch.cat([backbone.encode_images_with_patches(pixels[i:i + 1024])[0]
                          for i in range(0, len(pixels), 1024)])
-    keys = np.array([it.combo.key for it in world.items])
-    queries = sorted({it.combo.key for it in world.items if it.split == split})
-    text = backbone.encode_text([caption(Combo.from_key(k)) for k in queries])
-    top = (text @ gallery.T).topk(max(ks), dim=1).indices.cpu().numpy()
+    queries = sorted(captions)
+    if not queries:
+        return {f"R@{k}": 0.0 for k in ks} | {"queries": 0}
+    text = backbone.encode_text([captions[k] for k in queries])
+    top = (text @ gallery.T).topk(min(max(ks), len(gallery)), dim=1).indices.cpu().numpy()
     hits = keys[top] == np.array(queries)[:, None]
     return {f"R@{k}": float(hits[:, :k].any(1).mean() * 100) for k in ks} | {"queries": len(queries)}
 
 
-def train_backbone(world: World, config: BackboneTrainConfig = BackboneTrainConfig(),
-                   out_dir: Path | None = None, progress: bool = True) -> tuple[BackboneSpec, dict]:
-    """Train the demo CLIP on the world's training split and save it as an open_clip local-dir."""
-    out_dir = Path(out_dir or backbone_dir(world, config))
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, preprocess, _ = open_clip.create_model_and_transforms(config.model, device=device)
-    tokenizer = open_clip.get_tokenizer(config.model)
-    all_pixels = load_pixels(world, world.items, preprocess, progress)
-    train_rows = torch.tensor([i for i, it in enumerate(world.items) if it.split == "train"])
-    pixels = all_pixels[train_rows]
-    train_items = [world.items[i] for i in train_rows.tolist()]
-    combos = [it.combo for it in train_items]
-    codes = combo_codes(combos)
+CaptionSampler = Callable[[int, np.random.Generator], tuple[str, list[bool]]]
 
+
+def fit_clip(model: torch.nn.Module, tokenizer, pixels: torch.Tensor, codes: torch.Tensor,
+             sample_caption: CaptionSampler, config: BackboneTrainConfig, progress: bool = True) -> float:
+    """The contrastive loop both backbones train with; returns its seconds.
+
+    Each step draws a batch of training images and, per image, a caption naming some of its attributes
+    (``sample_caption(row, rng)`` returns the caption and which label columns it names); every image agreeing
+    with a caption on the columns it names is that caption's positive.
+    """
+    device = next(model.parameters()).device
+    rng = np.random.default_rng(config.seed)
     steps = math.ceil(config.pairs / config.batch_size)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
@@ -135,15 +136,15 @@ def train_backbone(world: World, config: BackboneTrainConfig = BackboneTrainConf
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
         1 + math.cos(math.pi * min(1.0, s / steps))))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
+    batch = min(config.batch_size, len(pixels))
 
     model.train()
     start = time.perf_counter()
     bar = tqdm(range(steps), desc="training backbone", unit="step", disable=not progress)
     for _ in bar:
-        idx = torch.from_numpy(rng.choice(len(train_items), size=config.batch_size, replace=False))
-        sampled = [partial_caption(combos[i], rng, config.full_caption_share) for i in idx.tolist()]
-        texts, named = [t for t, _ in sampled], [n for _, n in sampled]
-        named = torch.tensor(named)
+        idx = torch.from_numpy(rng.choice(len(pixels), size=batch, replace=False))
+        sampled = [sample_caption(i, rng) for i in idx.tolist()]
+        texts, named = [t for t, _ in sampled], torch.tensor([n for _, n in sampled])
         batch_codes = codes[idx]
         positives = ((batch_codes[:, None, :] == batch_codes[None, :, :]) | ~named[:, None, :]).all(-1)
         with autocast:
@@ -157,25 +158,107 @@ def train_backbone(world: World, config: BackboneTrainConfig = BackboneTrainConf
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         bar.set_postfix(loss=f"{loss.item():.3f}")
-    train_seconds = time.perf_counter() - start
+    model.eval()
+    return time.perf_counter() - start
 
+
+def save_trained(model: torch.nn.Module, config: BackboneTrainConfig, out_dir: Path,
+                 measure: Callable[[Backbone], dict]) -> tuple[BackboneSpec, dict]:
+    """Save a trained backbone as an open_clip local-dir with ``measure(backbone)``'s metrics, atomically."""
     partial = out_dir.with_name(out_dir.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
     spec = save_backbone(model.eval(), config.model, partial, extra={"train_config": asdict(config)})
-    backbone = load_backbone(spec, device)
-    metrics = {
-        "heldout_text_to_image": text_to_image_recall(backbone, world, all_pixels, "heldout"),
-        "train_text_to_image": text_to_image_recall(backbone, world, all_pixels, "train"),
-        "train_seconds": round(train_seconds, 1),
-        "pairs": steps * config.batch_size,
-        "device": device.type,
-        "threads": torch.get_num_threads(),
-        "config": asdict(config),
-    }
+    metrics = measure(load_backbone(spec, next(model.parameters()).device))
+    metrics |= {"device": next(model.parameters()).device.type, "threads": torch.get_num_threads(),
+                "config": asdict(config)}
     (partial / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     partial.replace(out_dir)
     return BackboneSpec.local_dir(out_dir), metrics
+
+
+def new_model(config: BackboneTrainConfig):
+    """(model, preprocess, tokenizer) of ``config.model`` with fresh weights from ``config.seed``."""
+    torch.manual_seed(config.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, preprocess, _ = open_clip.create_model_and_transforms(config.model, device=device)
+    return model, preprocess, open_clip.get_tokenizer(config.model)
+
+
+def train_backbone(world: World, config: BackboneTrainConfig = BackboneTrainConfig(),
+                   out_dir: Path | None = None, progress: bool = True) -> tuple[BackboneSpec, dict]:
+    """Train the demo CLIP on the world's training split and save it as an open_clip local-dir."""
+    out_dir = Path(out_dir or backbone_dir(world, config))
+    model, preprocess, tokenizer = new_model(config)
+    all_pixels = load_pixels([str(world.image_path(it)) for it in world.items], preprocess, progress)
+    train_rows = torch.tensor([i for i, it in enumerate(world.items) if it.split == "train"])
+    combos = [world.items[i].combo for i in train_rows.tolist()]
+    seconds = fit_clip(model, tokenizer, all_pixels[train_rows], combo_codes(combos),
+                       lambda i, rng: partial_caption(combos[i], rng, config.full_caption_share), config, progress)
+    keys = np.array([it.combo.key for it in world.items])
+
+    def measure(backbone: Backbone) -> dict:
+        def captions(split: str) -> dict[str, str]:
+            return {it.combo.key: caption(it.combo) for it in world.items if it.split == split}
+
+        return {"heldout_text_to_image": text_to_image_recall(backbone, all_pixels, keys, captions("heldout")),
+                "train_text_to_image": text_to_image_recall(backbone, all_pixels, keys, captions("train")),
+                "train_seconds": round(seconds, 1), "pairs": math.ceil(config.pairs / config.batch_size)
+                * config.batch_size}
+
+    return save_trained(model, config, out_dir, measure)
+
+
+def label_codes(catalog: LabelledCatalog, rows: np.ndarray) -> torch.Tensor:
+    """Each row's label values as integers, one column per label attribute (0: no value)."""
+    space = catalog.space
+    index = {a: {v: i + 1 for i, v in enumerate(space.alternatives(a))} for a in space.attributes}
+    return torch.tensor([[index[a].get(catalog.values[r].get(a, ""), 0) for a in space.attributes]
+                         for r in rows.tolist()], dtype=torch.long).reshape(len(rows), len(space.attributes))
+
+
+def partial_label_caption(space: LabelSpace, values: dict[str, str], rng: np.random.Generator,
+                          full_share: float) -> tuple[str, list[bool]]:
+    """The schema's caption of all or a random subset of an item's label values, and which columns it names."""
+    present = [a for a in space.attributes if values.get(a)]
+    if rng.random() < full_share:
+        named = set(present)
+    else:
+        named = {a for a in present if rng.random() < 0.5}
+        if space.schema.category in present and rng.random() < 0.8:
+            named.add(space.schema.category)
+        if not named and present:
+            named = {present[-1]}
+    return space.caption({a: values[a] for a in named}), [a in named for a in space.attributes]
+
+
+def catalog_backbone_dir(root: Path, fingerprint: str, config: BackboneTrainConfig) -> Path:
+    return Path(root) / f"backbone-{fingerprint[:12]}-{config.digest()}"
+
+
+def train_catalog_backbone(catalog: LabelledCatalog, config: BackboneTrainConfig, out_dir: Path,
+                           progress: bool = True) -> tuple[BackboneSpec, dict]:
+    """Train the tiny CLIP on a shop catalog's training images with captions made from its metadata."""
+    model, preprocess, tokenizer = new_model(config)
+    all_pixels = load_pixels(catalog.paths, preprocess, progress)
+    train = catalog.rows(TRAIN)
+    values = [catalog.values[r] for r in train.tolist()]
+    seconds = fit_clip(model, tokenizer, all_pixels[torch.from_numpy(train)], label_codes(catalog, train),
+                       lambda i, rng: partial_label_caption(catalog.space, values[i], rng, config.full_caption_share),
+                       config, progress)
+
+    def measure(backbone: Backbone) -> dict:
+        def captions(split: str) -> dict[str, str]:
+            return {str(catalog.keys[r]): catalog.space.caption(catalog.values[r]) for r in catalog.rows(split)}
+
+        return {"heldout_text_to_image": text_to_image_recall(backbone, all_pixels, catalog.keys, captions(HELDOUT)),
+                "train_text_to_image": text_to_image_recall(backbone, all_pixels, catalog.keys, captions(TRAIN)),
+                "train_seconds": round(seconds, 1),
+                "pairs": math.ceil(config.pairs / config.batch_size) * config.batch_size}
+
+    return save_trained(model, config, Path(out_dir), measure)
 
 
 def ensure_backbone(world: World, config: BackboneTrainConfig = BackboneTrainConfig(),

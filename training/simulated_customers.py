@@ -14,8 +14,10 @@ shown, they give up.
 The "french" style is a vocabulary that neither the synthetic training
 templates (``training.triplets.TEMPLATES``) nor the rule parser
 (``assistant.parser.SYNONYMS``) covers, so every instruction reaches the
-composer as free text; "english" uses the training templates (the parser slots
-them), the control for forgetting. success@K after turn t: the target's
+composer as free text; "english" uses the demo's training templates (the parser
+slots them), the control for forgetting; "catalog" uses the schema phrasing any
+catalog's synthetic triplets are made from (``training.schema_triplets``), so
+it works on a shop's catalog as well as the demo's. success@K after turn t: the target's
 attribute combination is in the top K shown at turn t (a customer who already
 picked an item of the target's combination counts as a success from then on).
 """
@@ -29,9 +31,12 @@ import numpy as np
 from tqdm import tqdm
 
 from assistant.turns import Assistant
+from retrieval.catalog_schema import Attribute
 from retrieval.store import CatalogStore
-from training.triplets import EDITABLE, phrase
-from training.world import ATTRIBUTES, VALUES, Combo
+from training.catalog_labels import LabelledCatalog
+from training.schema_triplets import PairIndex
+from training.schema_triplets import phrase as schema_phrase
+from training.triplets import phrase
 
 SHOWN_FOR_SUCCESS = (1, 10)
 
@@ -47,10 +52,9 @@ class Style:
     sleeve_shorter: tuple[str, ...] = ()
     sleeve_longer: tuple[str, ...] = ()
 
-    def phrase(self, attribute: str, old: str, new: str, rng: np.random.Generator) -> str:
-        """How this customer asks to change ``attribute`` from ``old`` to ``new``."""
+    def phrase(self, attribute: str, old: str, new: str, rng: np.random.Generator, order: list[str]) -> str:
+        """How this customer asks to change ``attribute`` from ``old`` to ``new`` (``order``: its values, in order)."""
         options = list(self.words[attribute][new])
-        order = VALUES[attribute]
         if attribute in ("length", "sleeve") and old in order and abs(order.index(new) - order.index(old)) == 1 \
                 and not (attribute == "sleeve" and "sleeveless" in (old, new)):
             up = order.index(new) > order.index(old)
@@ -93,16 +97,22 @@ FRENCH = Style(
     sleeve_shorter=("raccourcir les manches",), sleeve_longer=("rallonger les manches",),
 )
 VOCABULARIES = {"french": FRENCH}
-STYLES = (*VOCABULARIES, "english")
 
 
-def say(style: str, attribute: str, old: str, new: str, rng: np.random.Generator) -> str:
-    """One instruction in ``style``; "english" is the synthetic training phrasing."""
+CATALOG_STYLE = "catalog"
+STYLES = (*VOCABULARIES, "english", CATALOG_STYLE)
+
+
+def say(style: str, attribute: Attribute, old: str, new: str, rng: np.random.Generator) -> str:
+    """One instruction in ``style``: "english" is the demo's synthetic training phrasing, "catalog" the phrasing
+    synthetic triplets of any catalog are made from (``training.schema_triplets``)."""
     if style == "english":
-        return phrase(attribute, old, new, rng, held_out=False)
+        return phrase(attribute.name, old, new, rng, held_out=False)
+    if style == CATALOG_STYLE:
+        return schema_phrase(attribute, old, new, rng, held_out=False)
     if style not in VOCABULARIES:
         raise ValueError(f"unknown customer style {style!r} (one of {', '.join(STYLES)})")
-    return VOCABULARIES[style].phrase(attribute, old, new, rng)
+    return VOCABULARIES[style].phrase(attribute.name, old, new, rng, attribute.value_names)
 
 
 @dataclass(frozen=True)
@@ -119,36 +129,30 @@ class CustomerConfig:
 
 @dataclass
 class CustomerCatalog:
-    """What the customers know of the catalog: every row's id, image file and attribute combination."""
+    """What the customers know of the catalog: every row's id, image file and label (``training.catalog_labels``)."""
 
-    ids: list[str]
-    paths: list[str]
-    combos: list[Combo]
-    by_combo: dict[str, list[int]] = field(default_factory=dict)
+    labels: LabelledCatalog
     row_of: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_store(cls, store: CatalogStore) -> CustomerCatalog:
-        names = store.layout.metadata_names
-        if "combo" not in names and not all(a in names for a in ATTRIBUTES):
-            raise ValueError("simulated customers need the demo attributes (a combo column or category, colour, "
-                             "pattern, sleeve, length, neckline) in the catalog")
-        columns = ["id", "path", *(["combo"] if "combo" in names else ATTRIBUTES)]
-        table = store.snapshot(columns).to_pydict()
-        keys = table["combo"] if "combo" in table else ["|".join(str(table[a][i]) for a in ATTRIBUTES)
-                                                        for i in range(len(table["id"]))]
-        catalog = cls([str(i) for i in table["id"]], list(table["path"]), [Combo.from_key(str(k)) for k in keys])
-        for row, combo in enumerate(catalog.combos):
-            catalog.by_combo.setdefault(combo.key, []).append(row)
-        catalog.row_of = {item: row for row, item in enumerate(catalog.ids)}
-        return catalog
+        schema = store.catalog_schema
+        names = [n for n in schema.attribute_names if n in store.layout.metadata_names]
+        table = store.snapshot(["id", "path", *names]).to_pydict()
+        metadata = [{n: table[n][i] for n in names} for i in range(len(table["id"]))]
+        labels = LabelledCatalog.build(schema, table["id"], table["path"], metadata, heldout_share=0.0)
+        return cls(labels, {item: row for row, item in enumerate(labels.ids)})
 
-    def combo_of(self, item_id: str) -> Combo:
-        return self.combos[self.row_of[item_id]]
+    @property
+    def paths(self) -> list[str]:
+        return self.labels.paths
+
+    def values_of(self, item_id: str) -> dict[str, str]:
+        return self.labels.values[self.row_of[item_id]]
 
 
-def agreement(a: Combo, b: Combo) -> int:
-    return sum(a.get(x) == b.get(x) for x in ATTRIBUTES)
+def agreement(a: dict[str, str], b: dict[str, str], attributes: tuple[str, ...]) -> int:
+    return sum(a.get(x, "") == b.get(x, "") for x in attributes)
 
 
 @dataclass
@@ -162,21 +166,28 @@ class Customer:
 
 
 def make_customers(catalog: CustomerCatalog, config: CustomerConfig) -> list[Customer]:
-    """Deterministic from ``config.seed``: targets drawn uniformly, starts ``differing`` attributes away."""
+    """Deterministic from ``config.seed``: targets drawn uniformly, each starting from an item whose label is
+    ``differing`` attributes away (fewer where the catalog has no such item); the order is random."""
     rng = np.random.default_rng([config.seed, 17])
+    labels = catalog.labels
+    index = PairIndex(labels, np.arange(len(labels)))
     out: list[Customer] = []
-    while len(out) < config.sessions:
-        target = int(rng.integers(len(catalog.ids)))
-        combo = catalog.combos[target]
-        editable = [a for a in EDITABLE if a in combo.applicable()]
-        order = [str(a) for a in rng.choice(editable, size=min(config.differing, len(editable)), replace=False)]
-        start = combo
-        for a in order:
-            start = start.replace(**{a: str(rng.choice([v for v in VALUES[a] if v != combo.get(a)]))})
-        rows = catalog.by_combo.get(start.key)
-        consent = bool(rng.random() < config.consent)
-        if rows:
-            out.append(Customer(target, rows[int(rng.integers(len(rows)))], order, consent))
+    tries = 0
+    while len(out) < config.sessions and tries < 100 * config.sessions:
+        tries += 1
+        target = int(rng.integers(len(labels)))
+        key = str(labels.keys[target])
+        starts = next((index.neighbours(key, k) for k in range(config.differing, 0, -1) if index.neighbours(key, k)),
+                      [])
+        if not starts:
+            continue
+        start_key = starts[int(rng.integers(len(starts)))]
+        rows = index.rows_by_key[start_key]
+        start = rows[int(rng.integers(len(rows)))]
+        differing = [a for a in labels.space.editable
+                     if labels.values[start].get(a, "") != labels.values[target].get(a, "")]
+        order = [differing[i] for i in rng.permutation(len(differing))]
+        out.append(Customer(target, start, order, bool(rng.random() < config.consent)))
     return out
 
 
@@ -184,12 +195,14 @@ def run_customer(assistant: Assistant, catalog: CustomerCatalog, customer: Custo
                  index: int) -> dict[str, Any]:
     """One session through ``Assistant.say`` / ``Assistant.pick``; returns hits per turn and what happened."""
     rng = np.random.default_rng([config.seed, index, 29])
+    labels = catalog.labels
+    space = labels.space
     conv = assistant.start(f"simulated-{config.style}-{config.seed}-{index}")
-    opening = assistant.say(conv, image=catalog.paths[customer.start])
+    opening = assistant.say(conv, image=labels.paths[customer.start])
     if not opening.ok:
         raise RuntimeError(f"the assistant refused a catalog photo: {opening.message}")
-    target = catalog.combos[customer.target]
-    current, stated = catalog.combos[customer.start], set()
+    target = labels.values[customer.target]
+    current, stated = labels.values[customer.start], set()
     hits = {k: [] for k in SHOWN_FOR_SUCCESS}
     picks = found = 0
     said: list[str] = []
@@ -198,7 +211,7 @@ def run_customer(assistant: Assistant, catalog: CustomerCatalog, customer: Custo
             for k in hits:
                 hits[k].append(True)
             continue
-        differing = [a for a in EDITABLE if a in target.applicable() and current.get(a) != target.get(a)]
+        differing = [a for a in space.applicable(target) if current.get(a, "") != target.get(a, "")]
         todo = [a for a in customer.order if a in differing and a not in stated] + \
                [a for a in differing if a not in customer.order and a not in stated]
         if not todo:
@@ -206,19 +219,21 @@ def run_customer(assistant: Assistant, catalog: CustomerCatalog, customer: Custo
                 hits[k].append(False)
             continue
         attribute = todo[0]
-        text = say(config.style, attribute, current.get(attribute), target.get(attribute), rng)
+        text = say(config.style, space.schema.attribute(attribute), current.get(attribute, ""), target[attribute],
+                   rng)
         said.append(text)
         reply = assistant.say(conv, text)
         if not reply.ok:
             raise RuntimeError(f"the assistant failed a turn ({text!r}): {reply.message}")
         stated.add(attribute)
-        shown = [catalog.combo_of(s.id) for s in reply.shown]
+        shown = [catalog.values_of(s.id) for s in reply.shown]
         for k in hits:
-            hits[k].append(any(c == target for c in shown[:k]))
-        useful = [j for j in range(len(shown)) if agreement(shown[j], target) > agreement(current, target)
+            hits[k].append(any(v == target for v in shown[:k]))
+        near = agreement(current, target, space.attributes)
+        useful = [j for j in range(len(shown)) if agreement(shown[j], target, space.attributes) > near
                   and any(shown[j].get(a) == target.get(a) for a in stated)]
         if useful:
-            best = max(useful, key=lambda j: (agreement(shown[j], target), -j))
+            best = max(useful, key=lambda j: (agreement(shown[j], target, space.attributes), -j))
             picked = assistant.pick(conv, reply.shown[best].id, consent=customer.consent)
             if not picked.ok:
                 raise RuntimeError(f"the assistant failed a pick: {picked.message}")

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from retrieval.backbone import Backbone
 from retrieval.mapper import Mapper, MapperConfig
 from retrieval.pseudo_token import encode_text_with_pseudo_tokens, placeholder_token_id
-from training.features import WorldFeatures
+from training.features import FrozenFeatures
 
 STAGE1_TEMPLATE = "a photo of *"
 
@@ -68,7 +68,7 @@ def soft_alignment_loss(pseudo_sentences: torch.Tensor, images: torch.Tensor, ca
     return F.kl_div(student, teacher, reduction="batchmean")
 
 
-def train_stage1(backbone: Backbone, features: WorldFeatures, rows: np.ndarray,
+def train_stage1(backbone: Backbone, features: FrozenFeatures, rows: np.ndarray,
                  config: Stage1Config = Stage1Config(), progress: bool = True) -> tuple[Mapper, dict]:
     """Train a mapper on the catalog rows ``rows`` (images, and captions where present)."""
     torch.manual_seed(config.seed)

@@ -30,12 +30,11 @@ from retrieval.backbone import Backbone
 from retrieval.mapper import Mapper
 from retrieval.pseudo_token import text_tower
 from retrieval.query_encoder import QueryEncoder
-from training.triplets import EDITABLE, Triplet
-from training.world import VALUES, Combo
+from training.triplets import Triplet
 
 
 class Stage2Features(Protocol):
-    """What stage 2 reads of a catalog; row i of each belongs to the same item (``WorldFeatures`` is one).
+    """What stage 2 reads of a catalog; row i of each belongs to the same item (``FrozenFeatures`` is one).
 
     ``patches`` needs only ``patches[rows]`` for an array of rows; ``combo_keys`` labels each row's
     target: rows with the same key are all correct answers, so they are never used as each other's negatives.
@@ -61,18 +60,36 @@ class Stage2Config:
     bf16: bool = True
 
 
-def one_attribute_neighbours(target: Combo, reference: Combo) -> list[str]:
-    """Combinations one attribute away from ``target``; the undone edits come first."""
-    undone, others = [], []
-    for attribute in EDITABLE:
-        if attribute not in target.applicable():
-            continue
-        for value in VALUES[attribute]:
-            if value == target.get(attribute):
-                continue
-            key = target.replace(**{attribute: value}).key
-            (undone if value == reference.get(attribute) else others).append(key)
-    return undone + others
+class KeyNeighbours:
+    """Labels one part away from a target label (same first part, the category), among the labels of a pool.
+
+    Labels are ``|``-joined parts (``training.catalog_labels``); the demo world's combination keys are too.
+    """
+
+    def __init__(self, keys: list[str]):
+        self.keys = keys
+        split = [k.split("|") for k in keys]
+        width = max((len(p) for p in split), default=0)
+        self._codes: list[dict[str, int]] = [{} for _ in range(width)]
+        self.parts = np.array([[self._code(i, p[i] if i < len(p) else "") for i in range(width)] for p in split],
+                              dtype=np.int64).reshape(len(keys), width)
+
+    def _code(self, position: int, part: str) -> int:
+        return self._codes[position].setdefault(part, len(self._codes[position]))
+
+    def one_away(self, target: str, reference: str) -> tuple[list[str], list[str]]:
+        """Pool labels differing from ``target`` in one part: (those that undo an edit, taking the reference's
+        part back; the others)."""
+        t = np.array([self._codes[i].get(p, -1) for i, p in enumerate(target.split("|"))])
+        r = np.array([self._codes[i].get(p, -1) for i, p in enumerate(reference.split("|"))])
+        if len(t) != self.parts.shape[1] or len(self.keys) == 0:
+            return [], []
+        if len(r) != len(t):
+            r = np.full_like(t, -1)
+        differ = self.parts != t[None, :]
+        one = np.flatnonzero((differ.sum(1) == 1) & ~differ[:, 0])
+        undo = ((self.parts[one] == r[None, :]) & differ[one]).any(1)
+        return [self.keys[i] for i in one[undo]], [self.keys[i] for i in one[~undo]]
 
 
 def mine_hard_negatives(triplets: list[Triplet], features: Stage2Features, rows: np.ndarray, k: int,
@@ -82,11 +99,11 @@ def mine_hard_negatives(triplets: list[Triplet], features: Stage2Features, rows:
     by_combo: dict[str, list[int]] = defaultdict(list)
     for r in rows.tolist():
         by_combo[str(features.combo_keys[r])].append(r)
+    neighbours = KeyNeighbours(sorted(by_combo))
     out = np.zeros((len(triplets), k), dtype=np.int64)
     for i, t in enumerate(triplets):
-        reference = Combo.from_key(str(features.combo_keys[t.reference_id]))
-        keys = [key for key in one_attribute_neighbours(Combo.from_key(t.target_combo), reference) if key in by_combo]
-        undone = [key for key in keys[:len(t.edits)] if key in by_combo]
+        undone, others = neighbours.one_away(t.target_combo, str(features.combo_keys[t.reference_id]))
+        keys = undone + others
         rest = [keys[j] for j in rng.permutation(len(keys))]
         chosen = (undone + [key for key in rest if key not in undone])[:k] or [str(features.combo_keys[t.reference_id])]
         for j in range(k):

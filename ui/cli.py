@@ -120,12 +120,14 @@ def main() -> None:
 
 def _register_subcommands() -> None:
     from ui.assistant_commands import register as register_assistant
+    from ui.build_commands import register as register_build
     from ui.model_commands import register as register_models
     from ui.store_commands import register as register_store
 
     register_store(app)
     register_assistant(app)
     register_models(app)
+    register_build(app)
 
 
 _register_subcommands()

@@ -1,0 +1,353 @@
+"""``circhat build``: a shop's folder of photos and its metadata file, to a servable catalog with its own model.
+
+One path for any catalog, the demo's included::
+
+    read metadata + schema -> backbone (pretrained open_clip, or the tiny one trained on the catalog's own
+    images and metadata captions) -> ingest into LanceDB -> stage 1 on the catalog's images -> synthetic
+    triplets from pairs of its items (``training.schema_triplets``) -> stage 2 with mined hard negatives ->
+    held-out evaluation against the image-only, text-only and sum baselines -> simulated shoppers through the
+    assistant -> a registered, active model version -> ``report.json``
+
+Every training step is cached in the build folder under a digest of its inputs (the catalog's contents, the
+backbone's identity, the step's config), written to a ``.partial`` folder and renamed when complete, so a
+killed build resumes at the first step that had not finished, and a rerun with nothing changed trains nothing.
+Ingest is incremental by itself. Held-out labels (``training.catalog_labels``) are never trained on.
+
+>>> report = build_catalog(Path("shop"), Path("shop/products.csv"), Path("shop.lancedb"))  # doctest: +SKIP
+>>> report.evaluation["2-attr held-out"]["two-stage"]["R@1"]                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from assistant.parser import RuleParser
+from assistant.searcher import CatalogSearcher
+from assistant.triplet_log import TripletLog
+from assistant.turns import Assistant
+from assistant.vocabulary import Vocabulary
+from retrieval.backbone import Backbone, BackboneSpec, load_backbone
+from retrieval.durable_files import write_atomically
+from retrieval.image_io import load_image
+from retrieval.ingest import file_hash, ingest, read_catalog
+from retrieval.query_encoder import QueryEncoder
+from retrieval.store import DEFAULT_TABLE, CatalogStore
+from training import evaluate as ev
+from training.catalog_labels import TRAIN, LabelledCatalog
+from training.features import FrozenFeatures
+from training.pretrain_backbone import BackboneTrainConfig, train_catalog_backbone
+from training.registry import Registry, Version, weights_digest
+from training.schema_triplets import evaluation_sets, make_catalog_triplets
+from training.simulated_customers import CATALOG_STYLE, CustomerCatalog, CustomerConfig, simulate_customers
+from training.stage1 import Stage1Config, train_stage1
+from training.stage2 import Stage2Config, train_stage2
+
+STEP_FILE = "step.json"
+REPORT_FILE = "report.json"
+BACKBONE_DIR = "model"
+STEPS = ("backbone", "ingest", "stage 1", "stage 2", "evaluate", "sessions", "register")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything a build trains and measures; each step's part of it is in that step's cache digest."""
+
+    backbone: BackboneTrainConfig = field(default_factory=lambda: BackboneTrainConfig(pairs=60_000))
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    triplets: int = 3000
+    heldout_share: float = 0.2
+    eval_queries: int = 300
+    sessions: int = 100
+    session_turns: int = 3
+    seed: int = 0
+
+
+@dataclass
+class StepRecord:
+    """How one step went: its cache folder, whether it was reused, and the seconds it took when it ran."""
+
+    name: str
+    folder: str | None
+    cached: bool
+    seconds: float
+
+
+@dataclass
+class BuildReport:
+    """What ``circhat build`` did and measured; ``to_dict`` is ``report.json``."""
+
+    catalog: dict[str, Any]
+    backbone: dict[str, Any]
+    triplets: dict[str, Any]
+    evaluation: dict[str, dict[str, dict[str, float]]]
+    sessions: dict[str, Any]
+    version: str
+    db: str
+    table: str
+    steps: list[StepRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """The closing lines a shop reads: what was built, how it scored against the baselines, how long it took."""
+        c = self.catalog
+        lines = [f"built {c['items']} items ({c['labels']} attribute combinations, {c['heldout_labels']} held out) "
+                 f"from {c['metadata'] or c['folder']}",
+                 f"  attributes: {', '.join(c['attributes'])}",
+                 f"  backbone: {self.backbone['spec']} "
+                 f"({'trained on this catalog' if self.backbone['trained'] else 'given'})",
+                 f"  triplets: {self.triplets['train']} synthetic for stage 2",
+                 "  held-out R@1 / R@10:"]
+        for name, by_method in self.evaluation.items():
+            row = "  ".join(f"{m} {r['R@1']:.1f}/{r['R@10']:.1f}" for m, r in by_method.items())
+            lines.append(f"    {name} ({next(iter(by_method.values()))['queries']:.0f} queries): {row}")
+        if self.sessions:
+            turns = self.sessions["success@10"]
+            lines.append(f"  simulated shoppers: target in the top 10 by turn {len(turns)} in {turns[-1]:.0f}% of "
+                         f"{self.sessions['sessions']} sessions")
+        lines.append(f"  model version {self.version} (active); serve it with: circhat serve --db {self.db}"
+                     + (f" --table {self.table}" if self.table != DEFAULT_TABLE else ""))
+        lines.append("  steps: " + ", ".join(f"{s.name} {'cached' if s.cached else f'{s.seconds:.0f}s'}"
+                                             for s in self.steps))
+        return "\n".join(lines)
+
+
+def digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class StepCache:
+    """Step outputs under ``root``, each in ``<name>-<digest of its inputs>/`` with ``step.json`` written last."""
+
+    def __init__(self, root: Path, say: Callable[[str], None]):
+        self.root = Path(root)
+        self.say = say
+        self.records: list[StepRecord] = []
+
+    def run(self, name: str, inputs: dict[str, Any], make: Callable[[Path], dict[str, Any]]) -> tuple[Path, dict]:
+        """``make(folder)`` fills a fresh folder and returns the step's result, unless this exact step is done."""
+        number = STEPS.index(name) + 1 if name in STEPS else 0
+        key = digest(inputs)
+        folder = self.root / f"{name.replace(' ', '')}-{key}"
+        done = folder / STEP_FILE
+        if done.is_file():
+            saved = json.loads(done.read_text())
+            self.say(f"[{number}/{len(STEPS)}] {name}: cached ({folder.name})")
+            self.records.append(StepRecord(name, folder.name, True, saved["seconds"]))
+            return folder, saved["result"]
+        self.say(f"[{number}/{len(STEPS)}] {name}")
+        partial = self.root / f".{folder.name}.partial"
+        if partial.exists():
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True)
+        start = time.perf_counter()
+        result = make(partial)
+        seconds = round(time.perf_counter() - start, 1)
+        write_atomically(partial / STEP_FILE, (json.dumps({"name": name, "inputs": inputs, "result": result,
+                                                           "seconds": seconds}, indent=2, default=str) + "\n").encode())
+        if folder.exists():
+            shutil.rmtree(folder)
+        partial.replace(folder)
+        self.records.append(StepRecord(name, folder.name, False, seconds))
+        return folder, result
+
+    def timed(self, name: str, work: Callable[[], Any]) -> Any:
+        """A step that is not cached here (it is incremental by itself), timed and reported like the others."""
+        number = STEPS.index(name) + 1
+        self.say(f"[{number}/{len(STEPS)}] {name}")
+        start = time.perf_counter()
+        out = work()
+        self.records.append(StepRecord(name, None, False, round(time.perf_counter() - start, 1)))
+        return out
+
+
+def default_work_dir(db: Path, table: str) -> Path:
+    """Where a build keeps its cached steps: beside the LanceDB folder, ``<db>.build/<table>``."""
+    return Path(str(db).rstrip("/") + ".build") / table
+
+
+def catalog_fingerprint(items: list, schema_json: str) -> str:
+    """The catalog's contents as training sees them: every item's id, image bytes and metadata, and the schema."""
+    rows = sorted((it.id, file_hash(it.path), json.dumps(it.metadata, sort_keys=True, default=str)) for it in items)
+    return digest({"items": rows, "schema": schema_json})
+
+
+def store_features(store: CatalogStore, backbone: Backbone, heldout_share: float, seed: int
+                   ) -> tuple[LabelledCatalog, FrozenFeatures, str]:
+    """The stored catalog, sorted by id, as labelled rows and frozen features, and a digest of its rows."""
+    schema = store.catalog_schema
+    names = [n for n in schema.attribute_names if n in store.layout.metadata_names]
+    columns = ["id", "path", "content_hash", "embedding", *names]
+    if store.layout.patch_shape is not None:
+        columns.append("patches")
+    table = store.snapshot(columns).sort_by("id").to_pydict()
+    metadata = [{n: table[n][i] for n in names} for i in range(len(table["id"]))]
+    labels = LabelledCatalog.build(schema, table["id"], table["path"], metadata, heldout_share, seed)
+    pooled = torch.tensor(np.asarray(table["embedding"], dtype=np.float32))
+    if "patches" in table:
+        patches = torch.tensor(np.asarray(table["patches"], dtype=np.float32)).reshape(
+            len(pooled), *store.layout.patch_shape)
+    else:
+        patches = torch.cat([backbone.encode_images_with_patches(backbone.image_tensor(
+            [load_image(p) for p in labels.paths[i:i + 64]]))[1].cpu().float() for i in range(0, len(labels), 64)])
+    captions = backbone.encode_text(labels.captions).cpu().float()
+    features = FrozenFeatures(pooled=pooled, patches=patches, captions=captions, combo_keys=labels.keys,
+                              splits=labels.splits)
+    rows_digest = digest({"rows": list(zip(table["id"], table["content_hash"], strict=True)),
+                          "labels": labels.keys.tolist(), "splits": labels.splits.tolist(), "model": backbone.identity})
+    return labels, features, rows_digest
+
+
+def triplet_counts(triplets: list) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in triplets:
+        counts[f"{len(t.edits)} edits"] = counts.get(f"{len(t.edits)} edits", 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def evaluate_methods(labels: LabelledCatalog, features: FrozenFeatures, plain: QueryEncoder, two_stage: QueryEncoder,
+                     queries: int, seed: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Held-out R@K of the two-stage model and the three baselines on the same queries."""
+    methods = {"image only": ev.image_only(features), "text only": ev.text_only(plain),
+               "image + text (sum)": ev.image_plus_text(features, plain), "two-stage": ev.composed(features, two_stage)}
+    sets = evaluation_sets(labels, queries, seed)
+    ks = tuple(k for k in (1, 5, 10, 50) if k < len(labels))
+    out = {}
+    for name, triplets in sets.items():
+        out[name] = {}
+        for method, encode in methods.items():
+            scores = ev.evaluate(encode, triplets, features, ks)
+            out[name][method] = {k: round(v, 2) for k, v in scores.items() if "image" not in k}
+    return out
+
+
+def run_sessions(store: CatalogStore, encoder: QueryEncoder, config: BuildConfig, progress: bool) -> dict[str, Any]:
+    """Simulated shoppers through the assistant (rule parser, this catalog's schema), logged to a scratch file."""
+    with tempfile.TemporaryDirectory(prefix="circhat-build-sessions-") as scratch:
+        assistant = Assistant(CatalogSearcher(store, encoder), RuleParser(Vocabulary(store.catalog_schema)),
+                              TripletLog(Path(scratch) / "picks.jsonl", salt=b"build"))
+        customers = CustomerConfig(sessions=config.sessions, seed=config.seed, style=CATALOG_STYLE, differing=3,
+                                   turns=config.session_turns, consent=0.0)
+        result = simulate_customers(assistant, CustomerCatalog.from_store(store), customers, progress)
+    result.pop("model", None)
+    return result
+
+
+def ensure_built_version(registry: Registry, composer: Path, training: dict[str, Any],
+                         metrics: dict[str, Any]) -> Version:
+    """The registry version of this composer's weights (added as a root version once), made active."""
+    weights = weights_digest(composer)
+    found = next((v for v in registry.versions() if v.parent is None and v.training.get("weights_digest") == weights),
+                 None)
+    version = found or registry.add(composer, None, training, metrics)
+    return registry.use(version.id)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def build_catalog(folder: Path, metadata: Path | None, db: Path, table: str = DEFAULT_TABLE, *,
+                  spec: BackboneSpec | None = None, config: BuildConfig = BuildConfig(), work: Path | None = None,
+                  registry: Registry | None = None, format: str | None = None, encoding: str | None = None,
+                  say: Callable[[str], None] = _stderr, progress: bool = True) -> BuildReport:
+    """Build (or resume building) a catalog's store and two-stage model; see the module docstring.
+
+    ``spec`` is a pretrained open_clip backbone to use as is; without it the tiny backbone is trained on the
+    catalog. Raises ``MetadataError``/``SchemaError`` on a metadata file that cannot be used (nothing written),
+    ``ValueError`` when the catalog has nothing to compose (no attribute with two values, or no pairs).
+    """
+    torch.manual_seed(config.seed)
+    registry = registry or Registry()
+    work = Path(work) if work else default_work_dir(Path(db), table)
+    steps = StepCache(work, say)
+    catalog = read_catalog(Path(folder), Path(metadata) if metadata else None, format, encoding)
+    if not catalog.items:
+        raise ValueError(f"no usable catalog items in {folder}" + (f" and {metadata}" if metadata else ""))
+    read_labels = LabelledCatalog.build(catalog.schema, [it.id for it in catalog.items],
+                                        [it.path for it in catalog.items], [it.metadata for it in catalog.items],
+                                        config.heldout_share, config.seed)
+    say(f"      {len(catalog.items)} items, {read_labels.summary()['labels']} attribute combinations; label "
+        f"attributes: {', '.join(read_labels.space.attributes)}")
+
+    if spec is None:
+        fingerprint = catalog_fingerprint(catalog.items, catalog.schema.to_json())
+
+        def train_backbone(out: Path) -> dict:
+            _, metrics = train_catalog_backbone(read_labels, config.backbone, out / BACKBONE_DIR, progress)
+            return metrics
+
+        backbone_folder, backbone_metrics = steps.run(
+            "backbone", {"catalog": fingerprint, "config": asdict(config.backbone),
+                         "heldout": [config.heldout_share, config.seed]}, train_backbone)
+        spec = BackboneSpec.local_dir(backbone_folder / BACKBONE_DIR)
+        trained = True
+    else:
+        backbone_metrics, trained = {}, False
+        steps.records.append(StepRecord("backbone", None, True, 0.0))
+    backbone = load_backbone(spec)
+    say(f"      {spec.describe()} ({backbone.identity})")
+
+    report = steps.timed("ingest", lambda: ingest(folder, backbone, db, table, metadata, format=format,
+                                                   encoding=encoding, progress=progress))
+    say(f"      {report.rows} rows in {db} (added {report.added}, updated {report.updated}, unchanged "
+        f"{report.unchanged}, failed {len(report.failures)})")
+    store = CatalogStore.open(db, table, backbone.identity)
+    labels, features, rows_digest = store_features(store, backbone, config.heldout_share, config.seed)
+    train_rows = labels.rows(TRAIN)
+
+    def stage1(out: Path) -> dict:
+        mapper, stats = train_stage1(backbone, features, train_rows, config.stage1, progress)
+        QueryEncoder(backbone, mapper).save(out, extra={"stage1": {**asdict(config.stage1), **stats}})
+        return stats
+
+    stage1_folder, stage1_stats = steps.run("stage 1", {"rows": rows_digest, "config": asdict(config.stage1)}, stage1)
+    triplets = make_catalog_triplets(labels, config.triplets, config.seed + 1)
+
+    def stage2(out: Path) -> dict:
+        trainable = load_backbone(spec)
+        mapper = QueryEncoder.load(stage1_folder, trainable).mapper
+        encoder, stats = train_stage2(trainable, mapper, features, triplets, train_rows, config.stage2, progress)
+        encoder.save(out, extra={"stage1": stage1_stats, "stage2": {**asdict(config.stage2), **stats}})
+        return stats
+
+    composer, _ = steps.run("stage 2", {"stage 1": stage1_folder.name, "triplets": [config.triplets, config.seed],
+                                        "config": asdict(config.stage2)}, stage2)
+    two_stage = QueryEncoder.load(composer, load_backbone(spec))
+    plain = QueryEncoder(backbone, None)
+    _, evaluation = steps.run(
+        "evaluate", {"composer": composer.name, "queries": config.eval_queries, "seed": config.seed},
+        lambda out: evaluate_methods(labels, features, plain, two_stage, config.eval_queries, config.seed + 100))
+    _, sessions = steps.run(
+        "sessions", {"composer": composer.name, "sessions": config.sessions, "turns": config.session_turns,
+                     "seed": config.seed}, lambda out: run_sessions(store, two_stage, config, progress))
+
+    training = {"kind": "build", "catalog": str(Path(folder).resolve()), "metadata": str(metadata or ""),
+                "triplets": len(triplets), "heldout_labels": labels.summary()["heldout_labels"]}
+    version = steps.timed("register", lambda: ensure_built_version(
+        registry, composer, training, {"verdict": "root", "heldout": evaluation}))
+    result = BuildReport(
+        catalog={"folder": str(Path(folder).resolve()), "metadata": str(metadata or ""), "format": catalog.format,
+                 **labels.summary(), "attributes": list(labels.space.attributes), "failures": len(report.failures)},
+        backbone={"spec": spec.describe(), "identity": backbone.identity, "trained": trained,
+                  "heldout_text_to_image": backbone_metrics.get("heldout_text_to_image")},
+        triplets={"train": len(triplets), **triplet_counts(triplets),
+                  "heldout_queries": {name: next(iter(m.values()))["queries"] for name, m in evaluation.items()}},
+        evaluation=evaluation, sessions=sessions, version=version.id, db=str(db), table=table, steps=steps.records)
+    write_atomically(work / REPORT_FILE, (json.dumps(result.to_dict(), indent=2) + "\n").encode())
+    return result
+
