@@ -36,7 +36,7 @@ from retrieval.store import CatalogStore
 from training.catalog_labels import LabelledCatalog
 from training.schema_triplets import PairIndex
 from training.schema_triplets import phrase as schema_phrase
-from training.triplets import phrase
+from training.triplets import EDITABLE, phrase
 
 SHOWN_FOR_SUCCESS = (1, 10)
 
@@ -113,6 +113,18 @@ def say(style: str, attribute: Attribute, old: str, new: str, rng: np.random.Gen
     if style not in VOCABULARIES:
         raise ValueError(f"unknown customer style {style!r} (one of {', '.join(STYLES)})")
     return VOCABULARIES[style].phrase(attribute.name, old, new, rng, attribute.value_names)
+
+
+def check_style(labels: LabelledCatalog, style: str) -> None:
+    """``ValueError`` unless customers of ``style`` have words for every attribute of this catalog they may change
+    ("french" and "english" know only the demo world's garment attributes; "catalog" knows any schema)."""
+    if style not in STYLES:
+        raise ValueError(f"unknown customer style {style!r} (one of {', '.join(STYLES)})")
+    known = set(VOCABULARIES[style].words) if style in VOCABULARIES else set(EDITABLE) if style == "english" else None
+    missing = [a for a in labels.space.editable if known is not None and a not in known]
+    if missing:
+        raise ValueError(f"{style} customers have no words for this catalog's {', '.join(missing)}; they speak of "
+                         f"the demo world's garments only. Use --style {CATALOG_STYLE} (the catalog's own words)")
 
 
 @dataclass(frozen=True)
@@ -246,6 +258,7 @@ def run_customer(assistant: Assistant, catalog: CustomerCatalog, customer: Custo
 def simulate_customers(assistant: Assistant, catalog: CustomerCatalog, config: CustomerConfig,
                        progress: bool = True) -> dict[str, Any]:
     """Run every customer; success@K per turn in percent, picks logged, sessions that found their target."""
+    check_style(catalog.labels, config.style)
     customers = make_customers(catalog, config)
     outcomes = []
     for i, customer in enumerate(tqdm(customers, desc=f"simulated customers ({config.style})", unit="session",

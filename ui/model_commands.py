@@ -168,7 +168,7 @@ def simulate_customers_command(
     from retrieval.query_encoder import ModelMismatch
     from retrieval.store import StoreNotFound
     from training.finetune import load_store_backbone
-    from training.simulated_customers import STYLES, CustomerCatalog, CustomerConfig, simulate_customers
+    from training.simulated_customers import STYLES, CustomerCatalog, CustomerConfig, check_style, simulate_customers
 
     if style not in STYLES:
         raise _fail(f"--style must be one of {', '.join(STYLES)}")
@@ -180,6 +180,7 @@ def simulate_customers_command(
             raise LookupError(f"no active model version for backbone {store.identity}; `circhat models use ID`")
         encoder = reg.load(active, load_store_backbone(store), store.identity)
         catalog = CustomerCatalog.from_store(store)
+        check_style(catalog.labels, style)
     except (ModelMismatch, StoreNotFound, LookupError, ValueError) as err:
         raise _fail(str(err)) from None
     path = log or default_log_path()
