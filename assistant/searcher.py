@@ -61,11 +61,18 @@ def model_version(encoder: QueryEncoder) -> str:
 class CatalogSearcher:
     """``Searcher`` over a ``CatalogStore`` with a ``QueryEncoder``."""
 
-    def __init__(self, store: CatalogStore, encoder: QueryEncoder, version: str | None = None):
+    def __init__(self, store: CatalogStore, encoder: QueryEncoder, version: str | None = None, status: str = ""):
         self.store = store
         self.encoder = encoder
         self.model_version = version or model_version(encoder)
         self.schema = store.catalog_schema
+        self.status = status
+
+    def use(self, encoder: QueryEncoder) -> None:
+        """Switch to another model between turns (the demo's two-stage model once it has trained)."""
+        self.encoder = encoder
+        self.model_version = model_version(encoder)
+        self.status = ""
 
     def search(self, reference: str | None, instructions: Sequence[str], where: str | None, k: int,
                exclude: Sequence[str]) -> Results:

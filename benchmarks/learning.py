@@ -55,18 +55,14 @@ def run_learning_bench(config: LearningBenchConfig, data_dir: Path | None = None
     from assistant.turns import Assistant
     from assistant.uploads import UploadStore
     from retrieval.store import CatalogStore
-    from training.pipeline import ComposerConfig, demo_store, ensure_demo_composer
-    from training.pretrain_backbone import BackboneTrainConfig, ensure_backbone
+    from training.pipeline import build_demo
     from training.registry import Registry
-    from training.world import WorldConfig, build_world
 
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    world = build_world(WorldConfig(seed=config.seed, n_images=config.n_images), data_dir, progress=progress)
-    spec, _ = ensure_backbone(world, BackboneTrainConfig(pairs=config.backbone_pairs, seed=config.seed),
-                              progress=progress)
-    composer = ensure_demo_composer(world, spec, ComposerConfig(seed=config.seed), progress=progress)
-    store = CatalogStore.open(demo_store(world, spec, progress))
+    built, _, composer = build_demo(data_dir, config.seed, config.n_images, config.backbone_pairs,
+                                    progress=progress)
+    store = CatalogStore.open(built.db)
     timings["world, backbone, composer, store (built or cached)"] = time.perf_counter() - clock
 
     scratch = Path(workdir or tempfile.mkdtemp(prefix="circhat-bench-learning-"))

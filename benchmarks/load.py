@@ -349,11 +349,10 @@ def write_report(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
 
 def demo_catalog(data_dir: Path | None, seed: int, n_images: int, pairs: int) -> tuple[Path, Path | None, int]:
     """(LanceDB folder, composer folder, items) of the demo world, built the first time like ``circhat demo``."""
-    from training.pipeline import demo_store, prepare_demo
+    from training.pipeline import build_demo
 
-    built = prepare_demo(data_dir, seed, n_images, pairs, composer=True)
-    world, spec, composer = built.world, built.spec, built.composer
-    return demo_store(world, spec), composer, len(world.items)
+    built, _, composer = build_demo(data_dir, seed, n_images, pairs)
+    return built.db, composer, len(built.world.items)
 
 
 app = typer.Typer(add_completion=False)

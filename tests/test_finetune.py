@@ -136,20 +136,17 @@ def test_the_french_customers_vocabulary_is_free_text_unknown_to_the_templates()
 
 @pytest.fixture(scope="module")
 def learning_world(data_dir):
-    """(LanceDB catalog, composer folder) of a 5000-image world built by the demo's own pipeline.
+    """(LanceDB catalog, composer folder) of a 5000-image world built by the demo's own path (``circhat build``).
 
     Not the session's 2400-image world: its brief composer and 40k-pair backbone leave too little to learn,
     and one round gained 17.2->25.0, 12.4->14.6 and 13.7->11.0 choice@1 there. Here: 11.3->30.7 (150 picks).
     """
-    from training.pipeline import ComposerConfig, demo_store, ensure_demo_composer
-    from training.pretrain_backbone import BackboneTrainConfig, ensure_backbone
-    from training.world import WorldConfig, build_world
+    from training.pipeline import build_demo
 
-    world = build_world(WorldConfig(**LEARNING_WORLD), data_dir, progress=False)
-    spec, _ = ensure_backbone(world, BackboneTrainConfig(pairs=LEARNING_BACKBONE_PAIRS, seed=LEARNING_WORLD["seed"]),
-                              progress=False)
-    composer = ensure_demo_composer(world, spec, ComposerConfig(seed=LEARNING_WORLD["seed"]), progress=False)
-    return demo_store(world, spec, progress=False), composer
+    built, _, composer = build_demo(data_dir, LEARNING_WORLD["seed"], LEARNING_WORLD["n_images"],
+                                    LEARNING_BACKBONE_PAIRS, say=lambda _: None, progress=False,
+                                    registry=Registry(data_dir / "learning-models"))
+    return built.db, composer
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from retrieval.backbone import DEMO_MODEL, BackboneSpec, load_backbone
 from retrieval.mapper import Mapper, MapperConfig
 from retrieval.query_encoder import CHECKPOINT_FILE, ModelMismatch, QueryEncoder
 from retrieval.store import CatalogLayout, CatalogStore
-from training.registry import ACTIVE_FILE, REPORT_FILE, Registry, UnknownVersion, WorseVersion, demo_version
+from training.registry import ACTIVE_FILE, REPORT_FILE, Registry, UnknownVersion, WorseVersion, register_build
 from ui.cli import app
 
 
@@ -44,19 +44,19 @@ def test_round_trip_list_use_load_and_the_version_the_searcher_reports(composers
     root = registry.ensure_root(composers[0])
     assert registry.ensure_root(composers[0]).id == root.id and len(registry.versions()) == 1
     assert registry.active(backbone.identity) is None
-    assert demo_version(registry, composers[0]).id == root.id
+    assert register_build(registry, composers[0])[1].id == root.id
     assert registry.active(backbone.identity).id == root.id
     child = registry.add(composers[1], root.id, {"kind": "finetune", "counts": {"train_picks": 7}},
                          {"verdict": "better"}, report={"parent": root.id})
     assert [v.id for v in registry.versions()] == [root.id, child.id]
     assert child.id.startswith("v2-") and child.parent == root.id and child.backbone == backbone.identity
     assert json.loads((registry.root / child.id / REPORT_FILE).read_text())["version"] == child.id
-    assert demo_version(registry, composers[0]).id == root.id, "an active version is kept, not reset to the root"
+    assert register_build(registry, composers[0])[1].id == root.id, "an active version is kept, not reset"
 
     registry.use(child.id)
     assert json.loads((registry.root / ACTIVE_FILE).read_text()) == {backbone.identity: child.id}
     assert not list(registry.root.glob(".*.tmp")), "the active file is replaced by rename, no temp left behind"
-    assert demo_version(registry, composers[0]).id == child.id
+    assert register_build(registry, composers[0]) == (root, child)
     saved = json.loads((registry.composer_dir(child) / CHECKPOINT_FILE).read_text())
     assert saved["registry_version"] == child.id
     encoder = registry.load(child.id, load_backbone(backbone.spec, "cpu"), backbone.identity)

@@ -46,7 +46,8 @@ def test_vit_b_32_builds_serves_and_searches(vit_weights, tmp_path):
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "ui.cli", "build", str(shop), "--metadata", str(shop / "products.csv"),
                "--db", str(db), "--model", MODEL, "--pretrained", str(vit_weights), "--stage1-steps", "4",
-               "--stage2-steps", "3", "--triplets", "16", "--sessions", "2", "--no-progress", "--json"]
+               "--stage2-steps", "3", "--triplets", "16", "--sessions", "2", "--eval-queries", "30", "--no-progress",
+               "--json"]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout)

@@ -48,7 +48,7 @@ from training import evaluate as ev
 from training.catalog_labels import TRAIN, LabelledCatalog
 from training.features import FrozenFeatures
 from training.pretrain_backbone import BackboneTrainConfig, train_catalog_backbone
-from training.registry import Registry, Version, weights_digest
+from training.registry import Registry, register_build
 from training.schema_triplets import evaluation_sets, make_catalog_triplets
 from training.simulated_customers import CATALOG_STYLE, CustomerCatalog, CustomerConfig, simulate_customers
 from training.stage1 import Stage1Config, train_stage1
@@ -95,6 +95,7 @@ class BuildReport:
     evaluation: dict[str, dict[str, dict[str, float]]]
     sessions: dict[str, Any]
     version: str
+    active: str
     db: str
     table: str
     steps: list[StepRecord] = field(default_factory=list)
@@ -119,7 +120,8 @@ class BuildReport:
             turns = self.sessions["success@10"]
             lines.append(f"  simulated shoppers: target in the top 10 by turn {len(turns)} in {turns[-1]:.0f}% of "
                          f"{self.sessions['sessions']} sessions")
-        lines.append(f"  model version {self.version} (active); serve it with: circhat serve --db {self.db}"
+        state = "active" if self.active == self.version else f"the active version stays {self.active}"
+        lines.append(f"  model version {self.version} ({state}); serve it with: circhat serve --db {self.db}"
                      + (f" --table {self.table}" if self.table != DEFAULT_TABLE else ""))
         lines.append("  steps: " + ", ".join(f"{s.name} {'cached' if s.cached else f'{s.seconds:.0f}s'}"
                                              for s in self.steps))
@@ -219,11 +221,26 @@ def triplet_counts(triplets: list) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+class SharedText:
+    """The plain text tower's embedding of each instruction list, computed once for the text-only and sum baselines."""
+
+    def __init__(self, encoder: QueryEncoder):
+        self.encoder = encoder
+        self._done: dict[tuple, torch.Tensor] = {}
+
+    def encode(self, pooled: None, patches: None, instructions: list[list[str]]) -> torch.Tensor:
+        key = tuple(tuple(i) for i in instructions)
+        if key not in self._done:
+            self._done[key] = self.encoder.encode(pooled, patches, instructions)
+        return self._done[key]
+
+
 def evaluate_methods(labels: LabelledCatalog, features: FrozenFeatures, plain: QueryEncoder, two_stage: QueryEncoder,
                      queries: int, seed: int) -> dict[str, dict[str, dict[str, float]]]:
     """Held-out R@K of the two-stage model and the three baselines on the same queries."""
-    methods = {"image only": ev.image_only(features), "text only": ev.text_only(plain),
-               "image + text (sum)": ev.image_plus_text(features, plain), "two-stage": ev.composed(features, two_stage)}
+    text = SharedText(plain)
+    methods = {"image only": ev.image_only(features), "text only": ev.text_only(text),
+               "image + text (sum)": ev.image_plus_text(features, text), "two-stage": ev.composed(features, two_stage)}
     sets = evaluation_sets(labels, queries, seed)
     ks = tuple(k for k in (1, 5, 10, 50) if k < len(labels))
     out = {}
@@ -247,18 +264,126 @@ def run_sessions(store: CatalogStore, encoder: QueryEncoder, config: BuildConfig
     return result
 
 
-def ensure_built_version(registry: Registry, composer: Path, training: dict[str, Any],
-                         metrics: dict[str, Any]) -> Version:
-    """The registry version of this composer's weights (added as a root version once), made active."""
-    weights = weights_digest(composer)
-    found = next((v for v in registry.versions() if v.parent is None and v.training.get("weights_digest") == weights),
-                 None)
-    version = found or registry.add(composer, None, training, metrics)
-    return registry.use(version.id)
-
-
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+class CatalogBuild:
+    """One catalog's build in two phases: ``prepare`` (schema, backbone, ingest: the store can be served from
+    here, with the sum baseline) and ``finish`` (stage 1, stage 2, evaluation, sessions, model version)."""
+
+    def __init__(self, folder: Path, metadata: Path | None, db: Path, table: str = DEFAULT_TABLE, *,
+                 spec: BackboneSpec | None = None, config: BuildConfig = BuildConfig(), work: Path | None = None,
+                 registry: Registry | None = None, format: str | None = None, encoding: str | None = None,
+                 say: Callable[[str], None] = _stderr, progress: bool = True):
+        self.folder, self.metadata, self.db, self.table = Path(folder), Path(metadata) if metadata else None, \
+            Path(db), table
+        self.spec, self.config, self.format, self.encoding = spec, config, format, encoding
+        self.registry = registry or Registry()
+        self.work = Path(work) if work else default_work_dir(self.db, table)
+        self.say, self.progress = say, progress
+        self.steps = StepCache(self.work, lambda message: self.say(message))
+        self.trained_backbone = spec is None
+        self.backbone_metrics: dict[str, Any] = {}
+
+    def prepare(self) -> CatalogStore:
+        """Read the metadata, get the backbone (training the tiny one if asked), ingest; returns the store."""
+        torch.manual_seed(self.config.seed)
+        config, say = self.config, self.say
+        self.catalog = read_catalog(self.folder, self.metadata, self.format, self.encoding)
+        if not self.catalog.items:
+            raise ValueError(f"no usable catalog items in {self.folder}"
+                             + (f" and {self.metadata}" if self.metadata else ""))
+        items = self.catalog.items
+        read_labels = LabelledCatalog.build(self.catalog.schema, [it.id for it in items], [it.path for it in items],
+                                            [it.metadata for it in items], config.heldout_share, config.seed)
+        say(f"      {len(items)} items, {read_labels.summary()['labels']} attribute combinations; label "
+            f"attributes: {', '.join(read_labels.space.attributes)}")
+        if self.spec is None:
+            fingerprint = catalog_fingerprint(items, self.catalog.schema.to_json())
+
+            def train_backbone(out: Path) -> dict:
+                _, metrics = train_catalog_backbone(read_labels, config.backbone, out / BACKBONE_DIR, self.progress)
+                return metrics
+
+            folder, self.backbone_metrics = self.steps.run(
+                "backbone", {"catalog": fingerprint, "config": asdict(config.backbone),
+                             "heldout": [config.heldout_share, config.seed]}, train_backbone)
+            self.spec = BackboneSpec.local_dir(folder / BACKBONE_DIR)
+        else:
+            self.steps.records.append(StepRecord("backbone", None, True, 0.0))
+        self.backbone = load_backbone(self.spec)
+        say(f"      {self.spec.describe()} ({self.backbone.identity})")
+        self.ingest_report = self.steps.timed("ingest", lambda: ingest(
+            self.folder, self.backbone, self.db, self.table, self.metadata, format=self.format,
+            encoding=self.encoding, progress=self.progress))
+        report = self.ingest_report
+        say(f"      {report.rows} rows in {self.db} (added {report.added}, updated {report.updated}, unchanged "
+            f"{report.unchanged}; {len(report.failures)} rows skipped or failed)")
+        self.store = CatalogStore.open(self.db, self.table, self.backbone.identity)
+        self.labels, self.features, self.rows_digest = store_features(self.store, self.backbone,
+                                                                      config.heldout_share, config.seed)
+        return self.store
+
+    def _stage1_inputs(self) -> dict[str, Any]:
+        return {"rows": self.rows_digest, "config": asdict(self.config.stage1)}
+
+    def composer_cached(self) -> bool:
+        """Whether ``finish`` would train nothing (both stages are cached for this store and config)."""
+        stage1 = self.work / f"stage1-{digest(self._stage1_inputs())}"
+        stage2 = self.work / f"stage2-{digest(self._stage2_inputs(stage1.name))}"
+        return (stage1 / STEP_FILE).is_file() and (stage2 / STEP_FILE).is_file()
+
+    def _stage2_inputs(self, stage1_name: str) -> dict[str, Any]:
+        return {"stage 1": stage1_name, "triplets": [self.config.triplets, self.config.seed],
+                "config": asdict(self.config.stage2)}
+
+    def finish(self) -> BuildReport:
+        """Train (or reuse) both stages, evaluate, simulate shoppers, register the version, write the report."""
+        config, labels, features, backbone, spec = self.config, self.labels, self.features, self.backbone, self.spec
+        train_rows = labels.rows(TRAIN)
+
+        def stage1(out: Path) -> dict:
+            mapper, stats = train_stage1(backbone, features, train_rows, config.stage1, self.progress)
+            QueryEncoder(backbone, mapper).save(out, extra={"stage1": {**asdict(config.stage1), **stats}})
+            return stats
+
+        stage1_folder, stage1_stats = self.steps.run("stage 1", self._stage1_inputs(), stage1)
+        triplets = make_catalog_triplets(labels, config.triplets, config.seed + 1)
+
+        def stage2(out: Path) -> dict:
+            trainable = load_backbone(spec)
+            mapper = QueryEncoder.load(stage1_folder, trainable).mapper
+            encoder, stats = train_stage2(trainable, mapper, features, triplets, train_rows, config.stage2,
+                                          self.progress)
+            encoder.save(out, extra={"stage1": stage1_stats, "stage2": {**asdict(config.stage2), **stats}})
+            return stats
+
+        composer, _ = self.steps.run("stage 2", self._stage2_inputs(stage1_folder.name), stage2)
+        two_stage = QueryEncoder.load(composer, load_backbone(spec))
+        plain = QueryEncoder(backbone, None)
+        _, evaluation = self.steps.run(
+            "evaluate", {"composer": composer.name, "queries": config.eval_queries, "seed": config.seed},
+            lambda out: evaluate_methods(labels, features, plain, two_stage, config.eval_queries, config.seed + 100))
+        _, sessions = self.steps.run(
+            "sessions", {"composer": composer.name, "sessions": config.sessions, "turns": config.session_turns,
+                         "seed": config.seed}, lambda out: run_sessions(self.store, two_stage, config, self.progress))
+        training = {"kind": "build", "catalog": str(self.folder.resolve()), "metadata": str(self.metadata or ""),
+                    "triplets": len(triplets), "heldout_labels": labels.summary()["heldout_labels"]}
+        version, active = self.steps.timed("register", lambda: register_build(
+            self.registry, composer, training, {"verdict": "root", "heldout": evaluation}))
+        report = BuildReport(
+            catalog={"folder": str(self.folder.resolve()), "metadata": str(self.metadata or ""),
+                     "format": self.catalog.format, **labels.summary(), "attributes": list(labels.space.attributes),
+                     "failures": len(self.ingest_report.failures)},
+            backbone={"spec": spec.describe(), "identity": backbone.identity, "trained": self.trained_backbone,
+                      "heldout_text_to_image": self.backbone_metrics.get("heldout_text_to_image")},
+            triplets={"train": len(triplets), **triplet_counts(triplets),
+                      "heldout_queries": {name: next(iter(m.values()))["queries"] for name, m in evaluation.items()}},
+            evaluation=evaluation, sessions=sessions, version=version.id, active=active.id, db=str(self.db),
+            table=self.table, steps=self.steps.records)
+        write_atomically(self.work / REPORT_FILE, (json.dumps(report.to_dict(), indent=2) + "\n").encode())
+        return report
 
 
 def build_catalog(folder: Path, metadata: Path | None, db: Path, table: str = DEFAULT_TABLE, *,
@@ -271,83 +396,7 @@ def build_catalog(folder: Path, metadata: Path | None, db: Path, table: str = DE
     catalog. Raises ``MetadataError``/``SchemaError`` on a metadata file that cannot be used (nothing written),
     ``ValueError`` when the catalog has nothing to compose (no attribute with two values, or no pairs).
     """
-    torch.manual_seed(config.seed)
-    registry = registry or Registry()
-    work = Path(work) if work else default_work_dir(Path(db), table)
-    steps = StepCache(work, say)
-    catalog = read_catalog(Path(folder), Path(metadata) if metadata else None, format, encoding)
-    if not catalog.items:
-        raise ValueError(f"no usable catalog items in {folder}" + (f" and {metadata}" if metadata else ""))
-    read_labels = LabelledCatalog.build(catalog.schema, [it.id for it in catalog.items],
-                                        [it.path for it in catalog.items], [it.metadata for it in catalog.items],
-                                        config.heldout_share, config.seed)
-    say(f"      {len(catalog.items)} items, {read_labels.summary()['labels']} attribute combinations; label "
-        f"attributes: {', '.join(read_labels.space.attributes)}")
-
-    if spec is None:
-        fingerprint = catalog_fingerprint(catalog.items, catalog.schema.to_json())
-
-        def train_backbone(out: Path) -> dict:
-            _, metrics = train_catalog_backbone(read_labels, config.backbone, out / BACKBONE_DIR, progress)
-            return metrics
-
-        backbone_folder, backbone_metrics = steps.run(
-            "backbone", {"catalog": fingerprint, "config": asdict(config.backbone),
-                         "heldout": [config.heldout_share, config.seed]}, train_backbone)
-        spec = BackboneSpec.local_dir(backbone_folder / BACKBONE_DIR)
-        trained = True
-    else:
-        backbone_metrics, trained = {}, False
-        steps.records.append(StepRecord("backbone", None, True, 0.0))
-    backbone = load_backbone(spec)
-    say(f"      {spec.describe()} ({backbone.identity})")
-
-    report = steps.timed("ingest", lambda: ingest(folder, backbone, db, table, metadata, format=format,
-                                                   encoding=encoding, progress=progress))
-    say(f"      {report.rows} rows in {db} (added {report.added}, updated {report.updated}, unchanged "
-        f"{report.unchanged}, failed {len(report.failures)})")
-    store = CatalogStore.open(db, table, backbone.identity)
-    labels, features, rows_digest = store_features(store, backbone, config.heldout_share, config.seed)
-    train_rows = labels.rows(TRAIN)
-
-    def stage1(out: Path) -> dict:
-        mapper, stats = train_stage1(backbone, features, train_rows, config.stage1, progress)
-        QueryEncoder(backbone, mapper).save(out, extra={"stage1": {**asdict(config.stage1), **stats}})
-        return stats
-
-    stage1_folder, stage1_stats = steps.run("stage 1", {"rows": rows_digest, "config": asdict(config.stage1)}, stage1)
-    triplets = make_catalog_triplets(labels, config.triplets, config.seed + 1)
-
-    def stage2(out: Path) -> dict:
-        trainable = load_backbone(spec)
-        mapper = QueryEncoder.load(stage1_folder, trainable).mapper
-        encoder, stats = train_stage2(trainable, mapper, features, triplets, train_rows, config.stage2, progress)
-        encoder.save(out, extra={"stage1": stage1_stats, "stage2": {**asdict(config.stage2), **stats}})
-        return stats
-
-    composer, _ = steps.run("stage 2", {"stage 1": stage1_folder.name, "triplets": [config.triplets, config.seed],
-                                        "config": asdict(config.stage2)}, stage2)
-    two_stage = QueryEncoder.load(composer, load_backbone(spec))
-    plain = QueryEncoder(backbone, None)
-    _, evaluation = steps.run(
-        "evaluate", {"composer": composer.name, "queries": config.eval_queries, "seed": config.seed},
-        lambda out: evaluate_methods(labels, features, plain, two_stage, config.eval_queries, config.seed + 100))
-    _, sessions = steps.run(
-        "sessions", {"composer": composer.name, "sessions": config.sessions, "turns": config.session_turns,
-                     "seed": config.seed}, lambda out: run_sessions(store, two_stage, config, progress))
-
-    training = {"kind": "build", "catalog": str(Path(folder).resolve()), "metadata": str(metadata or ""),
-                "triplets": len(triplets), "heldout_labels": labels.summary()["heldout_labels"]}
-    version = steps.timed("register", lambda: ensure_built_version(
-        registry, composer, training, {"verdict": "root", "heldout": evaluation}))
-    result = BuildReport(
-        catalog={"folder": str(Path(folder).resolve()), "metadata": str(metadata or ""), "format": catalog.format,
-                 **labels.summary(), "attributes": list(labels.space.attributes), "failures": len(report.failures)},
-        backbone={"spec": spec.describe(), "identity": backbone.identity, "trained": trained,
-                  "heldout_text_to_image": backbone_metrics.get("heldout_text_to_image")},
-        triplets={"train": len(triplets), **triplet_counts(triplets),
-                  "heldout_queries": {name: next(iter(m.values()))["queries"] for name, m in evaluation.items()}},
-        evaluation=evaluation, sessions=sessions, version=version.id, db=str(db), table=table, steps=steps.records)
-    write_atomically(work / REPORT_FILE, (json.dumps(result.to_dict(), indent=2) + "\n").encode())
-    return result
-
+    build = CatalogBuild(folder, metadata, db, table, spec=spec, config=config, work=work, registry=registry,
+                         format=format, encoding=encoding, say=say, progress=progress)
+    build.prepare()
+    return build.finish()

@@ -229,11 +229,21 @@ def check_backbone(version: Version, identity: str | None, what: str = "catalog"
         f"(`circhat ingest DIR --reembed --model ...`).")
 
 
-def demo_version(registry: Registry, composer: Path) -> Version:
-    """What ``circhat demo`` serves: the active version for the demo backbone, else the demo composer (as root)."""
-    root = registry.ensure_root(composer)
-    active = registry.active(root.backbone)
-    return active if active is not None else registry.use(root.id)
+def register_build(registry: Registry, composer: Path, training: dict[str, Any] | None = None,
+                   metrics: dict[str, Any] | None = None) -> tuple[Version, Version]:
+    """(the root version of a built composer, the version now active for its backbone).
+
+    The composer is added as a root version and made active the first time its weights are seen (``circhat
+    build``, ``circhat demo``); a rebuild that trained nothing new keeps whichever version is active, a fine-tuned
+    child say, rather than resetting it to the root."""
+    weights = weights_digest(composer)
+    found = next((v for v in registry.versions() if v.parent is None and v.training.get("weights_digest") == weights),
+                 None)
+    if found is None:
+        added = registry.add(composer, None, training or {"kind": "build"}, metrics or {"verdict": "root"})
+        return added, registry.use(added.id)
+    active = registry.active(found.backbone)
+    return found, active if active is not None else registry.use(found.id)
 
 
 def _number(version_id: str) -> int:

@@ -36,6 +36,7 @@ ANY = "any"
 PROGRESS = gr.Progress()
 MAX_CHAT_MESSAGES = 200
 MAX_FILTER_VALUES = 40
+STATUS_SECONDS = 3.0
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CNY": "¥", "AUD": "A$", "CAD": "C$"}
 CSS = """
 #state .chips { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; }
@@ -165,6 +166,14 @@ def named_filter_parameters(fn: Callable, names: Sequence[str]) -> Callable:
                                default=None) for n in names]
     fn.__signature__ = signature.replace(parameters=[*fixed, *extra])
     return fn
+
+
+def model_header(title: str, schema: CatalogSchema, searcher: Any) -> str:
+    """The page's heading: the catalog's intro, the model version in use and, while one trains, its progress."""
+    status = getattr(searcher, "status", "")
+    line = f"<small>Model version: <code>{html.escape(str(searcher.model_version))}</code>"
+    line += f" · {html.escape(status)}</small>" if status else "</small>"
+    return f"## {html.escape(title)}\n{intro(schema)}\n\n{line}"
 
 
 def build_app(assistant: Assistant, title: str = "circhat: find it by showing and saying") -> gr.Blocks:
@@ -316,9 +325,16 @@ def build_app(assistant: Assistant, title: str = "circhat: find it by showing an
 
     with gr.Blocks(title=title, analytics_enabled=False) as demo:
         state = gr.State(None, time_to_live=6 * 3600)
-        gr.Markdown(f"## {html.escape(title)}\n{intro(schema)}\n\n<small>Model version: "
-                    f"<code>{html.escape(str(assistant.searcher.model_version))}</code></small>",
-                    elem_id="model-version")
+        header = gr.Markdown(model_header(title, schema, assistant.searcher), elem_id="model-version")
+        if getattr(assistant.searcher, "status", ""):
+            timer = gr.Timer(STATUS_SECONDS)
+
+            def refresh_header() -> tuple[str, gr.Timer]:
+                """While the model trains, the header follows it; once it is in use the timer stops."""
+                return (model_header(title, schema, assistant.searcher),
+                        gr.Timer(active=bool(getattr(assistant.searcher, "status", ""))))
+
+            timer.tick(refresh_header, outputs=[header, timer], show_progress="hidden", api_name=False)
         with gr.Tabs(elem_id="tabs"):
             with gr.Tab("Assistant", id="assistant", elem_id="assistant-tab"), gr.Row(equal_height=False):
                 with gr.Column(scale=5, min_width=360):

@@ -53,6 +53,7 @@ def build_command(
     stage2_steps: Annotated[int | None, typer.Option(help="Stage-2 (adapter) training steps.")] = None,
     sessions: Annotated[int | None, typer.Option(help="Simulated shoppers run through the assistant at the end.")
                         ] = None,
+    eval_queries: Annotated[int | None, typer.Option(help="Held-out queries per evaluation set.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every step: same catalog and seed, same model.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
@@ -88,6 +89,8 @@ def build_command(
         config = replace(config, stage2=replace(config.stage2, steps=stage2_steps))
     if sessions is not None:
         config = replace(config, sessions=sessions)
+    if eval_queries is not None:
+        config = replace(config, eval_queries=eval_queries)
     spec = BackboneSpec(model, pretrained) if model else None
     db_path = Path(db or default_db())
     try:

@@ -38,16 +38,17 @@ def _say(message: str) -> None:
 @world_app.command("build")
 def world_build(data_dir: DataDir = None, seed: Seed = 0, n_images: NImages = 10_000,
                 pairs: Pairs = 100_000) -> None:
-    """Render the demo catalog and train its backbone (cached; a rerun reuses both)."""
+    """Render the demo catalog, train its backbone and ingest it (cached; a rerun reuses all three)."""
     from training.pipeline import prepare_demo
 
     built = prepare_demo(data_dir, seed, n_images, pairs, say=_say)
-    world, spec, metrics = built.world, built.spec, built.metrics
-    summary = json.loads((world.root / "world.json").read_text())
+    build = built.build
+    summary = json.loads((built.world.root / "world.json").read_text())
     typer.echo(json.dumps({
-        "world": str(world.root), "items": summary["n_items"], "combinations": summary["n_combos"],
-        "heldout_items": summary["n_heldout_items"], "backbone": spec.model,
-        "heldout_text_to_image": metrics["heldout_text_to_image"], "train_seconds": metrics["train_seconds"],
+        "world": str(built.world.root), "items": summary["n_items"], "combinations": summary["n_combos"],
+        "db": str(build.db), "backbone": build.spec.model,
+        "heldout_text_to_image": build.backbone_metrics.get("heldout_text_to_image"),
+        "train_seconds": build.backbone_metrics.get("train_seconds"),
     }, indent=2))
 
 
@@ -83,8 +84,13 @@ def demo(data_dir: DataDir = None, seed: Seed = 0, n_images: NImages = 10_000, p
          port: Annotated[int, typer.Option(help="Port of the web UI.")] = 7860,
          auth: Annotated[str | None, typer.Option(help="Require a login: user:password, or a file of such lines "
                                                        "[env CIRCHAT_AUTH; a file keeps it out of `ps`].")] = None,
-         serve: Annotated[bool, typer.Option(help="Start the web UI once everything is built.")] = True) -> None:
-    """The main job: build whatever the demo is missing, then start the assistant on it."""
+         serve: Annotated[bool, typer.Option(help="Start the web UI (with --no-serve: build everything, then "
+                                                  "exit).")] = True) -> None:
+    """The main job: the demo world built like any shop's catalog (`circhat build`), then the assistant on it.
+
+    The page comes up as soon as the catalog is ingested; on a first run it answers with the image+text sum
+    baseline while the two-stage model trains, then switches to it by itself.
+    """
     from ui.serve import parse_auth
 
     try:
@@ -93,25 +99,19 @@ def demo(data_dir: DataDir = None, seed: Seed = 0, n_images: NImages = 10_000, p
         typer.secho(str(err), fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     start = time.perf_counter()
-    from training.pipeline import prepare_demo
+    from training.pipeline import demo_registry, prepare_demo
 
-    built = prepare_demo(data_dir, seed, n_images, pairs, composer=True, say=_say)
-    world, spec, metrics, composer = built.world, built.spec, built.metrics, built.composer
-    from training.registry import Registry, demo_version
-
-    registry = Registry(data_dir / "models" if data_dir else None)
-    version = demo_version(registry, composer)
-    composer = registry.composer_dir(version)
-    _say(f"      model version {version.id} (the active one for this backbone; `circhat models list`)")
-    recall = metrics["heldout_text_to_image"]
-    typer.echo(f"demo world ready in {time.perf_counter() - start:.0f}s: {len(world.items)} images at "
-               f"{world.root}; backbone held-out text->image R@1 {recall['R@1']:.1f} R@10 {recall['R@10']:.1f}")
+    registry = demo_registry(data_dir)
+    built = prepare_demo(data_dir, seed, n_images, pairs, say=_say, registry=registry)
+    typer.echo(f"demo catalog ready in {time.perf_counter() - start:.0f}s: {len(built.world.items)} images at "
+               f"{built.world.root}, store {built.db}")
     if not serve:
+        report = built.build.finish()
+        typer.echo(report.summary())
         return
     from ui.serve import launch_demo
 
-    _say("[4/4] catalog store (LanceDB) and web UI")
-    launch_demo(world, spec, composer, host=host, port=port, auth=logins)
+    launch_demo(built.build, registry, host=host, port=port, auth=logins, say=_say)
 
 
 def main() -> None:

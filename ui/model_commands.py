@@ -3,7 +3,7 @@
 ``register(app)`` adds them to the main ``circhat`` app; ``python -m
 ui.model_commands`` runs them on their own. Without ``--db`` the commands work
 on the demo world's catalog (built or reused like ``circhat demo`` does, which
-also registers the demo composer as the root version).
+also registers its model as a root version).
 """
 
 from __future__ import annotations
@@ -42,18 +42,16 @@ def _registry(root: Path | None, data_dir: Path | None = None):
 
 
 def _store(db: str | None, table: str, registry, data_dir: Path | None, seed: int, n_images: int):
-    """The catalog named, else the demo world's (built or reused; its composer registered as the root version)."""
+    """The catalog named, else the demo world's (built like any catalog, or reused; its version registered)."""
     from retrieval.store import CatalogStore
 
     if db is not None:
         return CatalogStore.open(db, table)
-    from training.pipeline import demo_store, prepare_demo
-    from training.registry import demo_version
+    from training.pipeline import prepare_demo
 
-    built = prepare_demo(data_dir, seed, n_images, 100_000, composer=True)
-    world, spec, composer = built.world, built.spec, built.composer
-    demo_version(registry, composer)
-    return CatalogStore.open(demo_store(world, spec))
+    built = prepare_demo(data_dir, seed, n_images, registry=registry)
+    built.build.finish()
+    return CatalogStore.open(built.db)
 
 
 def models_list(registry: RegistryDir = None,
@@ -65,7 +63,7 @@ def models_list(registry: RegistryDir = None,
         typer.echo(json.dumps([{**v.to_dict(), "active": v.id in active} for v in versions], indent=2))
         return
     if not versions:
-        typer.echo(f"no model versions in {reg.root} yet (`circhat demo` registers the demo composer)")
+        typer.echo(f"no model versions in {reg.root} yet (`circhat demo` or `circhat build` registers one)")
         return
     for v in versions:
         counts = v.training.get("counts", {})

@@ -1,8 +1,9 @@
 """Wires a catalog store, a backbone, a composer and the triplet log into the app, and serves it.
 
 ``launch`` serves a user's catalog (``circhat serve --db ...``); ``launch_demo``
-serves the offline demo world (``circhat demo``), ingesting it into its own
-LanceDB store the first time. Both bind 127.0.0.1 unless told otherwise, never
+serves the offline demo world (``circhat demo``) from its catalog build, as
+soon as the store is ingested, switching from the sum baseline to the
+two-stage model when that has trained. Both bind 127.0.0.1 unless told otherwise, never
 create share links, and let the browser fetch only catalog images and the
 app's own temp files: ``FileGuard`` sits in front of Gradio's file routes and
 answers 403 to any path that is not a catalog image (by its exact stored path)
@@ -207,22 +208,66 @@ def serve(assistant, host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT, 
 def launch(db: str | Path, *, table: str = "catalog", model: str | None = None, pretrained: str | None = None,
            composer: Path | None = None, log: Path | None = None, host: str = DEFAULT_HOST,
            port: int | None = DEFAULT_PORT, auth: Any = None, llm: str | None = None, llm_kwargs: str | None = None,
-           block: bool = True) -> Served:
-    """Serve the assistant on an ingested catalog (``circhat serve``)."""
+           block: bool = True, status: str = "") -> Served:
+    """Serve the assistant on an ingested catalog (``circhat serve``); ``status`` is shown beside the model version
+    (and followed by the page) until the searcher switches models."""
     store, encoder = load_encoder(db, table, model, pretrained, composer)
     if store.layout.metadata_names and not store.catalog_schema.attributes:
         print(f"circhat: catalog {table!r} in {db} has metadata columns but no catalog schema (it was ingested "
               "before circhat stored one): run `circhat ingest` on it again to get filters, chips and the parser "
               "for its attributes", file=sys.stderr)
-    return serve(make_assistant(store, encoder, log, llm, llm_kwargs), host, port, auth, block)
+    assistant = make_assistant(store, encoder, log, llm, llm_kwargs)
+    assistant.searcher.status = status
+    return serve(assistant, host, port, auth, block)
 
 
-def launch_demo(world, spec, composer: Path | None = None, *, log: Path | None = None, host: str = DEFAULT_HOST,
-                port: int | None = DEFAULT_PORT, auth: Any = None, llm: str | None = None, block: bool = True,
-                progress: bool = True) -> Served:
-    """Serve the assistant on the demo world (``circhat demo``): world + backbone spec + composer folder."""
-    from training.pipeline import demo_store
+TRAINING_STATUS = ("results use the image+text sum baseline while the two-stage model trains ({step}); the page "
+                   "switches to it by itself")
 
-    db = demo_store(world, spec, progress)
-    return launch(db, model=spec.model, pretrained=spec.pretrained, composer=composer, log=log, host=host,
-                  port=port, auth=auth, llm=llm, block=block)
+
+def start_demo(build, registry, *, log: Path | None = None, host: str = DEFAULT_HOST,
+               port: int | None = DEFAULT_PORT, auth: Any = None, llm: str | None = None,
+               say: Callable[[str], None] | None = None) -> tuple[Served, Callable[[], Any]]:
+    """(the demo's running server, what is left to train) from its prepared build (``training.build.CatalogBuild``).
+
+    With the two-stage model already trained for this store, it is served at once and nothing is left. Otherwise
+    the page comes up on the image+text sum baseline (labelled so in the page) and the returned callable trains
+    the rest of the build, then switches the searcher to the new version between turns; the page's header follows
+    the training and the switch by itself.
+    """
+    from retrieval.backbone import load_backbone
+
+    say = say or (lambda message: print(message, file=sys.stderr, flush=True))
+    common = {"table": build.table, "model": build.spec.model, "pretrained": build.spec.pretrained, "log": log,
+              "host": host, "port": port, "auth": auth, "llm": llm, "block": False}
+    if build.composer_cached():
+        report = build.finish()
+        return launch(build.db, composer=registry.composer_dir(report.active), **common), lambda: report
+    served = launch(build.db, composer=None, status=TRAINING_STATUS.format(step="starting"), **common)
+    searcher = served.assistant.searcher
+    say(f"circhat: the page is up at {served.url} on the baseline; training the two-stage model now")
+
+    def follow(message: str) -> None:
+        say(message)
+        if message.startswith("["):
+            searcher.status = TRAINING_STATUS.format(step=message.split("]", 1)[1].strip())
+
+    def train() -> Any:
+        build.say = follow
+        report = build.finish()
+        searcher.use(registry.load(report.active, load_backbone(build.spec), searcher.store.identity))
+        say(f"circhat: now serving model version {searcher.model_version} at {served.url}")
+        return report
+
+    return served, train
+
+
+def launch_demo(build, registry, *, log: Path | None = None, host: str = DEFAULT_HOST,
+                port: int | None = DEFAULT_PORT, auth: Any = None, llm: str | None = None,
+                block: bool = True, say: Callable[[str], None] | None = None) -> Served:
+    """Serve the demo (``circhat demo``): the page first, then whatever of the model is left to train."""
+    served, train = start_demo(build, registry, log=log, host=host, port=port, auth=auth, llm=llm, say=say)
+    train()
+    if block:
+        served.demo.block_thread()
+    return served
