@@ -7,7 +7,8 @@ pairs of its items, stage 2, held-out evaluation against the baselines, simulate
 
 * ``accessories``: the second catalog, bags, shoes and hats in a Shopify 2024+ export
   (``training.accessories_world``);
-* ``demo``: the demo world's folder and ``catalog.csv`` (``training.world``), the same path.
+* ``demo``: the demo world's folder and ``catalog.csv`` (``training.world``), the same path, with the demo's
+  recipe (``training.pipeline.demo_config``: what ``circhat demo`` serves).
 
     python -m benchmarks.build                      # both catalogs, then re-renders BENCHMARKS.md
     python -m benchmarks.build --catalogs accessories
@@ -29,6 +30,7 @@ import typer
 
 from benchmarks.report import main as render_report
 from training.accessories_world import AccessoriesConfig, write_accessories_catalog
+from training.pipeline import demo_config
 from training.world import WorldConfig, build_world
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,18 +40,21 @@ HEADLINE = "2-attr held-out"
 SUM = "image + text (sum)"
 
 
-def write_catalog(name: str, folder: Path) -> tuple[Path, Path]:
-    """(photo folder, metadata file) of one benchmark catalog, written as files."""
+def write_catalog(name: str, folder: Path) -> tuple[Path, Path, list[str]]:
+    """(photo folder, metadata file, the build's options) of one benchmark catalog, written as files; the demo is
+    built with the recipe ``circhat demo`` uses."""
     if name == "accessories":
         csv_path = write_accessories_catalog(folder / "accessories", AccessoriesConfig(seed=0), progress=True)
-        return csv_path.parent, csv_path
+        return csv_path.parent, csv_path, []
     if name == "demo":
         world = build_world(WorldConfig(seed=0, n_images=10_000), folder / "worlds")
-        return world.root, world.catalog_csv
+        recipe = demo_config()
+        return world.root, world.catalog_csv, ["--backbone-pairs", str(recipe.backbone.pairs), "--triplets",
+                                               str(recipe.triplets)]
     raise typer.BadParameter(f"unknown catalog {name!r} (one of {', '.join(CATALOGS)})")
 
 
-def run_build(photos: Path, metadata: Path, work: Path) -> dict:
+def run_build(photos: Path, metadata: Path, work: Path, options: list[str]) -> dict:
     """The build command as a user runs it, from a clean store; its JSON report plus the wall time."""
     db = work / "catalog.lancedb"
     for path in (db, Path(str(db) + ".build"), work / "home"):
@@ -58,7 +63,7 @@ def run_build(photos: Path, metadata: Path, work: Path) -> dict:
     env = {**os.environ, "CIRCHAT_HOME": str(work / "home"), "GRADIO_ANALYTICS_ENABLED": "False",
            "HF_HUB_OFFLINE": "1", "PYTHONPATH": path}
     command = [sys.executable, "-m", "ui.cli", "build", str(photos), "--metadata", str(metadata), "--db", str(db),
-               "--json", "--no-progress"]
+               "--json", "--no-progress", *options]
     start = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     if done.returncode != 0:
@@ -112,8 +117,8 @@ def main(catalogs: Annotated[str, typer.Option(help="Comma-separated: accessorie
     """Build each catalog from its files with `circhat build` and report it beside the others."""
     results = {}
     for name in [c.strip() for c in catalogs.split(",") if c.strip()]:
-        photos, metadata = write_catalog(name, work / "catalogs")
-        results[name] = run_build(photos, metadata, work / name)
+        photos, metadata, options = write_catalog(name, work / "catalogs")
+        results[name] = run_build(photos, metadata, work / name, options)
         results[name]["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count()}
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "build.json"

@@ -130,7 +130,7 @@ def test_the_french_customers_vocabulary_is_free_text_unknown_to_the_templates()
         assert all(i.attribute is None for i in parsed.instructions), f"the parser slots {phrase!r}"
         assert not set(phrase.split()) & template_words, phrase
     rng = np.random.default_rng(0)
-    assert {FRENCH.phrase("length", "knee-length", "long", rng) for _ in range(40)} == {
+    assert {FRENCH.phrase("length", "knee-length", "long", rng, list(VALUES["length"])) for _ in range(40)} == {
         "longue", "jusqu'aux chevilles", "rallonger", "la rallonger"}
 
 
