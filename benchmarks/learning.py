@@ -38,7 +38,7 @@ class LearningBenchConfig:
 
     seed: int = 0
     n_images: int = 10_000
-    backbone_pairs: int = 100_000
+    backbone_pairs: int | None = None  # the demo's recipe (training.pipeline.DEMO_PAIRS): the model circhat demo serves
     style: str = "french"
     harvest_sessions: int = 1000
     eval_sessions: int = 200

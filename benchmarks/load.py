@@ -347,7 +347,7 @@ def write_report(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
     return json_path, md_path
 
 
-def demo_catalog(data_dir: Path | None, seed: int, n_images: int, pairs: int) -> tuple[Path, Path | None, int]:
+def demo_catalog(data_dir: Path | None, seed: int, n_images: int, pairs: int | None) -> tuple[Path, Path | None, int]:
     """(LanceDB folder, composer folder, items) of the demo world, built the first time like ``circhat demo``."""
     from training.pipeline import build_demo
 
@@ -373,7 +373,7 @@ def main(
 ) -> None:
     """Serve a catalog from a subprocess and run the concurrent-session load check against it."""
     if db is None:
-        db, composer, items = demo_catalog(data_dir, seed, n_images, 100_000)
+        db, composer, items = demo_catalog(data_dir, seed, n_images, None)
     else:
         items = len(CatalogStore.open(db))
     schema = CatalogStore.open(db).catalog_schema

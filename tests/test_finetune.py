@@ -141,11 +141,14 @@ def learning_world(data_dir):
     Not the session's 2400-image world: its brief composer and 40k-pair backbone leave too little to learn,
     and one round gained 17.2->25.0, 12.4->14.6 and 13.7->11.0 choice@1 there. Here: 11.3->30.7 (150 picks).
     """
-    from training.pipeline import build_demo
+    from dataclasses import replace
 
+    from training.pipeline import build_demo, demo_config
+
+    recipe = replace(demo_config(LEARNING_WORLD["seed"], LEARNING_BACKBONE_PAIRS), eval_queries=50, sessions=0)
     built, _, composer = build_demo(data_dir, LEARNING_WORLD["seed"], LEARNING_WORLD["n_images"],
-                                    LEARNING_BACKBONE_PAIRS, say=lambda _: None, progress=False,
-                                    registry=Registry(data_dir / "learning-models"))
+                                    say=lambda _: None, progress=False,
+                                    registry=Registry(data_dir / "learning-models"), config=recipe)
     return built.db, composer
 
 
@@ -178,6 +181,7 @@ def cycle(learning_world, tmp_path_factory):
                            records=scan_log(log).records)
 
 
+@pytest.mark.timeout(1800)
 def test_harvest_finetune_cycle_beats_the_parent_on_heldout_picks(cycle):
     report, registry = cycle.report, cycle.registry
     counts = report["training"]["counts"]

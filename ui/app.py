@@ -334,7 +334,7 @@ def build_app(assistant: Assistant, title: str = "circhat: find it by showing an
                 return (model_header(title, schema, assistant.searcher),
                         gr.Timer(active=bool(getattr(assistant.searcher, "status", ""))))
 
-            timer.tick(refresh_header, outputs=[header, timer], show_progress="hidden", api_name=False)
+            timer.tick(refresh_header, outputs=[header, timer], show_progress="hidden", api_visibility="private")
         with gr.Tabs(elem_id="tabs"):
             with gr.Tab("Assistant", id="assistant", elem_id="assistant-tab"), gr.Row(equal_height=False):
                 with gr.Column(scale=5, min_width=360):

@@ -28,7 +28,8 @@ DataDir = Annotated[Path | None, typer.Option(help="Where worlds and models are 
                                                      "default ~/.cache/circhat].")]
 Seed = Annotated[int, typer.Option(help="Seed of the demo world; same seed, same bytes.")]
 NImages = Annotated[int, typer.Option(help="Number of catalog images to render.")]
-Pairs = Annotated[int, typer.Option(help="Image-caption pairs the demo backbone trains on.")]
+Pairs = Annotated[int | None, typer.Option(help="Image-caption pairs the demo backbone trains on [default: the "
+                                                 "demo's recipe, training.pipeline.DEMO_PAIRS].")]
 
 
 def _say(message: str) -> None:
@@ -37,7 +38,7 @@ def _say(message: str) -> None:
 
 @world_app.command("build")
 def world_build(data_dir: DataDir = None, seed: Seed = 0, n_images: NImages = 10_000,
-                pairs: Pairs = 100_000) -> None:
+                pairs: Pairs = None) -> None:
     """Render the demo catalog, train its backbone and ingest it (cached; a rerun reuses all three)."""
     from training.pipeline import prepare_demo
 
@@ -79,7 +80,7 @@ def backbone_check(
 
 
 @app.command()
-def demo(data_dir: DataDir = None, seed: Seed = 0, n_images: NImages = 10_000, pairs: Pairs = 100_000,
+def demo(data_dir: DataDir = None, seed: Seed = 0, n_images: NImages = 10_000, pairs: Pairs = None,
          host: Annotated[str, typer.Option(help="Interface to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
          port: Annotated[int, typer.Option(help="Port of the web UI.")] = 7860,
          auth: Annotated[str | None, typer.Option(help="Require a login: user:password, or a file of such lines "
