@@ -189,8 +189,11 @@ def make_customers(catalog: CustomerCatalog, config: CustomerConfig) -> list[Cus
         tries += 1
         target = int(rng.integers(len(labels)))
         key = str(labels.keys[target])
-        starts = next((index.neighbours(key, k) for k in range(config.differing, 0, -1) if index.neighbours(key, k)),
-                      [])
+        starts: list[str] = []
+        for k in range(config.differing, 0, -1):
+            starts = index.neighbours(key, k)
+            if starts:
+                break
         if not starts:
             continue
         start_key = starts[int(rng.integers(len(starts)))]
