@@ -32,6 +32,7 @@ from training.world import World, WorldConfig, build_world
 
 DATA_EFFICIENCY = (0, 100, 250, 500, 1000, 2000, 5000)
 NOISE = 0.3
+TEXT_ONLY = " + text-only"
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class BenchConfig:
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
     main_triplets: int = 5000
+    text_triplets: int = 20_000
     eval_queries: int = 500
     sessions: int = 300
     quick: bool = False
@@ -84,6 +86,7 @@ class Bench:
         self.sets = eval_sets(self.world, config)
         self.pool_clean = make_triplets(self.world, max(DATA_EFFICIENCY), config.seed + 1)
         self.pool_noisy = make_triplets(self.world, max(DATA_EFFICIENCY), config.seed + 1, noise=NOISE)
+        self.pool_text = make_triplets(self.world, config.text_triplets, config.seed + 2, text_references=True)
 
     def backbone(self):
         return load_backbone(self.spec)
@@ -109,7 +112,7 @@ def run_benchmark(config: BenchConfig, out_dir: Path, data_dir: Path | None = No
     load_at_start = round(os.getloadavg()[0], 2)
     bench = Bench(config, data_dir, progress)
     s1, s2 = config.stage1, config.stage2
-    main_triplets = bench.pool_clean[:config.main_triplets]
+    main_triplets = bench.pool_clean[:config.main_triplets] + bench.pool_text
 
     mapper = bench.stage1("full (patches + soft alignment)", s1)
     pic2word_mapper = bench.stage1("Pic2Word-style (pooled only, contrastive only)",
@@ -139,15 +142,25 @@ def run_benchmark(config: BenchConfig, out_dir: Path, data_dir: Path | None = No
     results["ablations"] = ablations
 
     curve_sets = {k: v for k, v in bench.sets.items() if "held-out" in k and "phrasing" not in k}
-    curve: dict[str, dict[int, dict]] = {"clean": {}, "noisy": {}}
+    curve: dict[str, dict[int, dict]] = {}
     sizes = DATA_EFFICIENCY if not config.quick else (0, 250, 1000)
-    for kind, pool in (("clean", bench.pool_clean), ("noisy", bench.pool_noisy)):
-        for n in sizes:
-            if n == config.main_triplets and kind == "clean":
-                curve[kind][n] = {k: results["methods"]["two-stage (ours)"][k] for k in curve_sets}
-                continue
-            encoder = bench.stage2(f"{kind}", mapper, pool[:n], s2)
-            curve[kind][n] = score(ev.composed(bench.features, encoder), curve_sets, bench.features)
+    for text in ("", TEXT_ONLY):
+        for noise, pool in (("clean", bench.pool_clean), ("noisy", bench.pool_noisy)):
+            kind = noise + text
+            curve[kind] = {}
+            for n in sizes:
+                if n == 0 and noise == "noisy":
+                    curve[kind][n] = curve["clean" + text][0]
+                    continue
+                if n == 0 and not text:
+                    curve[kind][n] = {k: ablations["stage 1 only (no stage 2)"][k] for k in curve_sets}
+                    continue
+                if n == config.main_triplets and kind == "clean" + TEXT_ONLY:
+                    curve[kind][n] = {k: results["methods"]["two-stage (ours)"][k] for k in curve_sets}
+                    continue
+                triplets = pool[:n] + (bench.pool_text if text else [])
+                encoder = bench.stage2(kind, mapper, triplets, s2)
+                curve[kind][n] = score(ev.composed(bench.features, encoder), curve_sets, bench.features)
     results["data_efficiency"] = curve
 
     sessions = ev.make_sessions(bench.world, bench.features, config.sessions, config.seed + 5)

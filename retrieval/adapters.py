@@ -10,10 +10,13 @@ nothing (nn.MultiheadAttention reads that weight directly).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model, set_peft_model_state_dict
+from peft.tuners.tuners_utils import BaseTunerLayer
 
 from retrieval.pseudo_token import text_tower
 
@@ -56,3 +59,20 @@ def load_adapter_state(model: torch.nn.Module, config: AdapterConfig, state: dic
         raise ValueError(f"adapter weights do not fit this text tower: {result.unexpected_keys[:3]}")
     for p in params:
         p.requires_grad_(False)
+
+
+@contextmanager
+def adapters_disabled(model: torch.nn.Module) -> Iterator[None]:
+    """The text tower as the backbone shipped it, for as long as the block runs (adapters kept, not applied)."""
+    transformer = text_tower(model).transformer
+    layers = [m for m in transformer.modules() if isinstance(m, BaseTunerLayer)]
+    trainable = {name: p.requires_grad for name, p in transformer.named_parameters()}
+    for m in layers:
+        m.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.enable_adapters(True)
+        for name, p in transformer.named_parameters():
+            p.requires_grad_(trainable.get(name, False))

@@ -11,6 +11,7 @@ import torch
 from open_clip.transformer import text_global_pool
 
 PLACEHOLDER = "*"
+PAD_ID = 0
 
 
 def placeholder_token_id(tokenizer) -> int:
@@ -38,18 +39,24 @@ def encode_text_with_pseudo_tokens(model: torch.nn.Module, tokens: torch.Tensor,
     """Text embeddings (unnormalised) with every placeholder position replaced by ``pseudo[b]``.
 
     ``tokens``: (B, L) token ids; ``pseudo``: (B, D) vectors in the token-embedding space, or None
-    for plain text. Rows without a placeholder encode exactly as ``model.encode_text``.
+    for plain text. Rows without a placeholder encode exactly as ``model.encode_text``. Under a causal mask
+    with end-of-text pooling the padding after the longest row changes nothing, so it is not run.
     """
     tower = text_tower(model)
+    pool_type = getattr(tower, "text_pool_type", None) or getattr(tower, "pool_type", "argmax")
+    attn_mask = tower.attn_mask
+    length = tokens.shape[1]
+    if attn_mask is not None and pool_type == "argmax":
+        length = max(1, int((tokens != PAD_ID).sum(1).max()))
+        tokens, attn_mask = tokens[:, :length], attn_mask[:length, :length]
     cast_dtype = tower.transformer.get_cast_dtype()
     x = tower.token_embedding(tokens).to(cast_dtype)
     if pseudo is not None:
         slots = (tokens == placeholder_id).unsqueeze(-1)
         x = torch.where(slots, pseudo.to(cast_dtype).unsqueeze(1), x)
-    x = x + tower.positional_embedding.to(cast_dtype)
-    x = tower.transformer(x, attn_mask=tower.attn_mask)
+    x = x + tower.positional_embedding[:length].to(cast_dtype)
+    x = tower.transformer(x, attn_mask=attn_mask)
     x = tower.ln_final(x)
-    pool_type = getattr(tower, "text_pool_type", None) or getattr(tower, "pool_type", "argmax")
     x = text_global_pool(x, tokens, pool_type, eos_token_id=getattr(tower, "text_eos_id", None))
     projection = tower.text_projection
     if projection is None:

@@ -67,10 +67,19 @@ class QueryEncoder:
         device = self.backbone.device
         return self.mapper(pooled.to(device), None if patches is None else patches.to(device))
 
+    def tokenize(self, instructions: list[list[str]], with_reference: bool) -> torch.Tensor:
+        """Token ids of each row's composed text (a training loop tokenizes its triplets once)."""
+        distinct = list(dict.fromkeys(tuple(inst) for inst in instructions))
+        ids = self.backbone.tokenize([self.fit_text(list(inst), with_reference) for inst in distinct])
+        row = {inst: n for n, inst in enumerate(distinct)}
+        return ids[[row[tuple(inst)] for inst in instructions]]
+
     def encode_tokens(self, tokens: torch.Tensor | None, instructions: list[list[str]]) -> torch.Tensor:
         """Queries for rows of (reference token or None, instructions); differentiable when adapters train."""
-        texts = [self.fit_text(inst, tokens is not None) for inst in instructions]
-        ids = self.backbone.tokenize(texts)
+        return self.encode_ids(tokens, self.tokenize(instructions, tokens is not None))
+
+    def encode_ids(self, tokens: torch.Tensor | None, ids: torch.Tensor) -> torch.Tensor:
+        """Queries for rows of (reference token or None, token ids from ``tokenize``)."""
         out = encode_text_with_pseudo_tokens(self.backbone.model, ids, tokens, self.placeholder)
         return F.normalize(out.float(), dim=-1)
 

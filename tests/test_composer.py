@@ -26,7 +26,7 @@ def test_injecting_the_placeholders_own_embedding_reproduces_encode_text(fresh_b
     own = model.token_embedding.weight[placeholder].expand(3, -1)
     with torch.no_grad():
         injected = encode_text_with_pseudo_tokens(model, tokens, own, placeholder)
-        assert torch.equal(injected, model.encode_text(tokens))
+        torch.testing.assert_close(injected, model.encode_text(tokens), rtol=0, atol=1e-5)  # padding is not run
         other = encode_text_with_pseudo_tokens(model, tokens, torch.randn_like(own), placeholder)
     assert not torch.allclose(other[0], injected[0])
     assert torch.equal(other[2], injected[2])

@@ -49,10 +49,11 @@ from training.catalog_labels import TRAIN, LabelledCatalog
 from training.features import FrozenFeatures
 from training.pretrain_backbone import BackboneTrainConfig, train_catalog_backbone
 from training.registry import Registry, register_build
-from training.schema_triplets import evaluation_sets, make_catalog_triplets
+from training.schema_triplets import evaluation_sets, make_catalog_text_triplets, make_catalog_triplets
 from training.simulated_customers import CATALOG_STYLE, CustomerCatalog, CustomerConfig, simulate_customers
 from training.stage1 import Stage1Config, train_stage1
 from training.stage2 import Stage2Config, train_stage2
+from training.triplets import Triplet
 
 STEP_FILE = "step.json"
 REPORT_FILE = "report.json"
@@ -68,6 +69,7 @@ class BuildConfig:
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
     triplets: int = 3000
+    text_triplets: int = 20_000
     heldout_share: float = 0.2
     eval_queries: int = 300
     sessions: int = 100
@@ -111,7 +113,8 @@ class BuildReport:
                  f"  attributes: {', '.join(c['attributes'])}",
                  f"  backbone: {self.backbone['spec']} "
                  f"({'trained on this catalog' if self.backbone['trained'] else 'given'})",
-                 f"  triplets: {self.triplets['train']} synthetic for stage 2",
+                 f"  triplets: {self.triplets['train']} synthetic from the catalog's images and "
+                 f"{self.triplets.get('text_only', 0)} text-only from its schema for stage 2",
                  "  held-out R@1 / R@10:"]
         for name, by_method in self.evaluation.items():
             row = "  ".join(f"{m} {r['R@1']:.1f}/{r['R@10']:.1f}" for m, r in by_method.items())
@@ -214,7 +217,7 @@ def store_features(store: CatalogStore, backbone: Backbone, heldout_share: float
     return labels, features, rows_digest
 
 
-def triplet_counts(triplets: list) -> dict[str, int]:
+def triplet_counts(triplets: list[Triplet]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for t in triplets:
         counts[f"{len(t.edits)} edits"] = counts.get(f"{len(t.edits)} edits", 0) + 1
@@ -335,8 +338,23 @@ class CatalogBuild:
         return (stage1 / STEP_FILE).is_file() and (stage2 / STEP_FILE).is_file()
 
     def _stage2_inputs(self, stage1_name: str) -> dict[str, Any]:
-        return {"stage 1": stage1_name, "triplets": [self.config.triplets, self.config.seed],
+        return {"stage 1": stage1_name,
+                "triplets": [self.config.triplets, self.config.text_triplets, self.config.seed],
                 "config": asdict(self.config.stage2)}
+
+    def _triplets(self) -> list[Triplet]:
+        """The catalog's image triplets and the schema's text-only ones; either alone is enough to train on."""
+        config, labels = self.config, self.labels
+        text = make_catalog_text_triplets(labels, config.text_triplets, config.seed + 2) \
+            if config.text_triplets else []
+        try:
+            return make_catalog_triplets(labels, config.triplets, config.seed + 1) + text
+        except ValueError:
+            if not text:
+                raise
+            self.say("  no two items of one category differ in 1-3 attributes: stage 2 learns from the schema's "
+                     "text-only triplets alone")
+            return text
 
     def finish(self) -> BuildReport:
         """Train (or reuse) both stages, evaluate, simulate shoppers, register the version, write the report."""
@@ -349,7 +367,7 @@ class CatalogBuild:
             return stats
 
         stage1_folder, stage1_stats = self.steps.run("stage 1", self._stage1_inputs(), stage1)
-        triplets = make_catalog_triplets(labels, config.triplets, config.seed + 1)
+        triplets = self._triplets()
 
         def stage2(out: Path) -> dict:
             trainable = load_backbone(spec)
@@ -369,7 +387,9 @@ class CatalogBuild:
             "sessions", {"composer": composer.name, "sessions": config.sessions, "turns": config.session_turns,
                          "seed": config.seed}, lambda out: run_sessions(self.store, two_stage, config, self.progress))
         training = {"kind": "build", "catalog": str(self.folder.resolve()), "metadata": str(self.metadata or ""),
-                    "triplets": len(triplets), "heldout_labels": labels.summary()["heldout_labels"]}
+                    "triplets": sum(not t.text_only for t in triplets),
+                    "text_triplets": sum(t.text_only for t in triplets),
+                    "heldout_labels": labels.summary()["heldout_labels"]}
         version, active = self.steps.timed("register", lambda: register_build(
             self.registry, composer, training, {"verdict": "root", "heldout": evaluation}))
         report = BuildReport(
@@ -378,7 +398,8 @@ class CatalogBuild:
                      "failures": len(self.ingest_report.failures)},
             backbone={"spec": spec.describe(), "identity": backbone.identity, "trained": self.trained_backbone,
                       "heldout_text_to_image": self.backbone_metrics.get("heldout_text_to_image")},
-            triplets={"train": len(triplets), **triplet_counts(triplets),
+            triplets={"train": sum(not t.text_only for t in triplets), "text_only": sum(t.text_only for t in triplets),
+                      **triplet_counts([t for t in triplets if not t.text_only]),
                       "heldout_queries": {name: next(iter(m.values()))["queries"] for name, m in evaluation.items()}},
             evaluation=evaluation, sessions=sessions, version=version.id, active=active.id, db=str(self.db),
             table=self.table, steps=self.steps.records)

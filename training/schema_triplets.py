@@ -124,7 +124,48 @@ def make_catalog_triplets(catalog: LabelledCatalog, n: int, seed: int, n_edits: 
                  for a in order]
         if len(parts) > 1 and rng.random() < 0.5:
             parts = [JOINERS[int(rng.integers(len(JOINERS)))].join(parts)]
-        out.append(Triplet(reference_row, parts, target_key, target_row, [(a, target[a]) for a in order]))
+        out.append(Triplet(reference_row, parts, target_key, target_row, [(a, target[a]) for a in order],
+                           reference_combo=reference_key))
+    return out
+
+
+def make_catalog_text_triplets(catalog: LabelledCatalog, n: int, seed: int,
+                               n_edits: tuple[int, ...] = (1, 2, 3)) -> list[Triplet]:
+    """``n`` text-only triplets: a training item as the target, and as the reference the *description* of its
+    label with ``k`` attributes changed to other values of the schema.
+
+    The reference label need not exist in the catalog (it must not be a held-out one), so a catalog of a few
+    hundred items still yields as many distinct triplets as its schema has combinations; deterministic from ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    space = catalog.space
+    targets = catalog.rows(TRAIN)
+    held_out = set(catalog.keys[catalog.rows(HELDOUT)].tolist())
+    editable = {int(r): [a for a in space.applicable(catalog.values[r]) if a in catalog.values[r]
+                         and len(space.alternatives(a)) > 1] for r in targets.tolist()}
+    usable = [r for r, attributes in editable.items() if attributes]
+    if not usable:
+        raise ValueError("no training item has an attribute with another value to change: the schema gives "
+                         "nothing to compose text-only triplets from")
+    out: list[Triplet] = []
+    while len(out) < n:
+        target_row = usable[int(rng.integers(len(usable)))]
+        target = catalog.values[target_row]
+        attributes = editable[target_row]
+        k = min(int(n_edits[int(rng.integers(len(n_edits)))]), len(attributes))
+        order = [attributes[i] for i in rng.permutation(len(attributes))[:k]]
+        reference = dict(target)
+        for a in order:
+            others = [v for v in space.alternatives(a) if v != target[a]]
+            reference[a] = others[int(rng.integers(len(others)))]
+        reference_key = space.key(reference)
+        if reference_key in held_out:
+            continue
+        parts = [phrase(space.schema.attribute(a), reference[a], target[a], rng, False) for a in order]
+        if len(parts) > 1 and rng.random() < 0.5:
+            parts = [JOINERS[int(rng.integers(len(JOINERS)))].join(parts)]
+        out.append(Triplet(-1, parts, str(catalog.keys[target_row]), target_row, [(a, target[a]) for a in order],
+                           reference_caption=space.caption(reference), reference_combo=reference_key))
     return out
 
 

@@ -5,6 +5,17 @@ for a batch of triplets and asks it to find its target among the batch's other
 targets and, per triplet, a few mined hard negatives: catalog images that differ
 from the target in exactly one attribute (first the edit left undone).
 
+Text-only triplets (``Triplet.text_only``) need no reference image: their
+reference is a caption, embedded by the frozen text tower, moved across the
+image-text gap (the mean image embedding minus the mean caption embedding) and
+blurred by Gaussian noise of a random per-sample scale before the mapper turns
+it into the pseudo-word, so that the adapters learn to compose from tokens that
+scatter the way image tokens do (LinCIR's text-only training). A caption has no
+patch tokens; the catalog's mean patch tokens stand in for them (zeros instead
+cost 6 R@10 points on 2-attribute edits at 500 image triplets). They are made
+from the schema alone, so there are as many as wanted; ``text_share`` of each
+batch is drawn from them.
+
 The loop reads its catalog through ``Stage2Features`` (row-indexed pooled
 embeddings, patch tokens and target labels), so the demo world's cached
 features and a LanceDB catalog's stored rows (``training.finetune``) train the
@@ -25,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from retrieval.adapters import AdapterConfig, add_text_adapters
+from retrieval.adapters import AdapterConfig, adapters_disabled, add_text_adapters
 from retrieval.backbone import Backbone
 from retrieval.mapper import Mapper
 from retrieval.pseudo_token import text_tower
@@ -55,6 +66,8 @@ class Stage2Config:
     weight_decay: float = 0.0
     temperature: float = 0.05
     hard_negatives: int = 3
+    text_share: float = 0.5
+    text_noise: float = 0.5
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     seed: int = 0
     bf16: bool = True
@@ -102,12 +115,14 @@ def mine_hard_negatives(triplets: list[Triplet], features: Stage2Features, rows:
     neighbours = KeyNeighbours(sorted(by_combo))
     out = np.zeros((len(triplets), k), dtype=np.int64)
     for i, t in enumerate(triplets):
-        undone, others = neighbours.one_away(t.target_combo, str(features.combo_keys[t.reference_id]))
+        reference = t.reference_combo or str(features.combo_keys[t.reference_id])
+        undone, others = neighbours.one_away(t.target_combo, reference)
         keys = undone + others
         rest = [keys[j] for j in rng.permutation(len(keys))]
-        chosen = (undone + [key for key in rest if key not in undone])[:k] or [str(features.combo_keys[t.reference_id])]
+        chosen = (undone + [key for key in rest if key not in undone])[:k] or [reference]
+        fallback = [t.target_id] if t.text_only else [t.reference_id]
         for j in range(k):
-            pool = by_combo.get(chosen[j % len(chosen)], [t.reference_id])
+            pool = by_combo.get(chosen[j % len(chosen)], fallback)
             out[i, j] = pool[int(rng.integers(len(pool)))]
     return out
 
@@ -142,6 +157,68 @@ def continue_stage2(encoder: QueryEncoder, features: Stage2Features, triplets: l
     return fit_adapters(encoder, adapter_parameters(encoder), features, triplets, negatives, config, progress)
 
 
+MEAN_PATCH_SAMPLE = 2000
+
+
+class ReferenceTokens:
+    """The pseudo-word of every triplet's reference: fixed for reference images, drawn anew per step for captions."""
+
+    def __init__(self, encoder: QueryEncoder, features: Stage2Features, triplets: list[Triplet], noise: float,
+                 seed: int):
+        self.encoder = encoder
+        self.noise = noise
+        self.generator = torch.Generator().manual_seed(seed)
+        self.text = np.array([t.text_only for t in triplets], dtype=bool)
+        image_rows = np.array([t.reference_id for t in triplets])[~self.text]
+        device = encoder.backbone.device
+        self.tokens = torch.zeros(len(triplets), encoder.mapper.config.token_dim, device=device)
+        with torch.no_grad():
+            if len(image_rows):
+                self.tokens[torch.from_numpy(~self.text).to(device)] = encoder.reference_tokens(
+                    features.pooled[image_rows], features.patches[image_rows])
+            self.captions = self._caption_embeddings(features, [t for t in triplets if t.text_only])
+        self.caption_of = np.cumsum(self.text) - 1
+        self.patches = None
+        if encoder.mapper.config.use_patches and self.text.any():
+            sample = np.unique(np.array([t.target_id for t in triplets]))[:MEAN_PATCH_SAMPLE]
+            self.patches = features.patches[sample].float().mean(0, keepdim=True)
+
+    def _caption_embeddings(self, features: Stage2Features, text_triplets: list[Triplet]) -> torch.Tensor | None:
+        if not text_triplets:
+            return None
+        distinct = list(dict.fromkeys(t.reference_caption for t in text_triplets))
+        with adapters_disabled(self.encoder.backbone.model):
+            embedded = self.encoder.backbone.encode_text(distinct).cpu()
+        row = {caption: n for n, caption in enumerate(distinct)}
+        captions = embedded[[row[t.reference_caption] for t in text_triplets]]
+        targets = np.array([t.target_id for t in text_triplets])
+        gap = features.pooled[targets].float().mean(0) - captions.mean(0)
+        return F.normalize(captions + gap, dim=-1)
+
+    def __call__(self, idx: np.ndarray) -> torch.Tensor:
+        text = self.text[idx]
+        if not text.any():
+            return self.tokens[idx]
+        embedding = self.captions[self.caption_of[idx[text]]]
+        scale = torch.rand(len(embedding), 1, generator=self.generator) * self.noise
+        direction = F.normalize(torch.randn(embedding.shape, generator=self.generator), dim=-1)
+        noisy = F.normalize(embedding + scale * direction, dim=-1)
+        patches = None if self.patches is None else self.patches.expand(len(noisy), -1, -1)
+        out = self.tokens[idx].clone()
+        with torch.no_grad():
+            out[torch.from_numpy(text).to(out.device)] = self.encoder.reference_tokens(noisy, patches)
+        return out
+
+
+def batch_rows(text: np.ndarray, batch_size: int, text_share: float, rng: np.random.Generator) -> np.ndarray:
+    """One batch of triplet indices: ``text_share`` of it text-only where there are both kinds."""
+    image_idx, text_idx = np.flatnonzero(~text), np.flatnonzero(text)
+    n_text = len(text_idx) and (batch_size if not len(image_idx) else round(batch_size * text_share))
+    picked = [rng.choice(pool, size=min(n, len(pool)), replace=False)
+              for pool, n in ((image_idx, batch_size - n_text), (text_idx, n_text)) if n and len(pool)]
+    return np.concatenate(picked)
+
+
 def fit_adapters(encoder: QueryEncoder, params: list[torch.nn.Parameter], features: Stage2Features,
                  triplets: list[Triplet], negatives: np.ndarray, config: Stage2Config,
                  progress: bool = True) -> dict:
@@ -157,22 +234,22 @@ def fit_adapters(encoder: QueryEncoder, params: list[torch.nn.Parameter], featur
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * s / config.steps)))
 
-    ref_rows = np.array([t.reference_id for t in triplets])
     target_rows = np.array([t.target_id for t in triplets])
     target_keys = features.combo_keys[target_rows]
-    with torch.no_grad():
-        tokens = encoder.reference_tokens(features.pooled[ref_rows], features.patches[ref_rows])
+    references = ReferenceTokens(encoder, features, triplets, config.text_noise, config.seed)
     negatives = np.asarray(negatives, dtype=np.int64).reshape(len(triplets), -1)
+    ids = encoder.tokenize([t.instructions for t in triplets], with_reference=True)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
 
     backbone.model.train()
     start = time.perf_counter()
     bar = tqdm(range(config.steps), desc="stage 2 (adapters)", unit="step", disable=not progress)
     for _ in bar:
-        idx = rng.choice(len(triplets), size=min(config.batch_size, len(triplets)), replace=False)
+        idx = batch_rows(references.text, config.batch_size, config.text_share, rng)
         candidate_rows = np.concatenate([target_rows[idx], negatives[idx].reshape(-1)])
+        tokens = references(idx)
         with autocast:
-            queries = encoder.encode_tokens(tokens[idx], [triplets[i].instructions for i in idx])
+            queries = encoder.encode_ids(tokens, ids[torch.from_numpy(idx)])
         candidates = features.pooled[candidate_rows].to(device)
         logits = queries @ candidates.T / config.temperature
         same = torch.from_numpy(features.combo_keys[candidate_rows][None, :] == target_keys[idx][:, None]).to(device)
@@ -187,4 +264,5 @@ def fit_adapters(encoder: QueryEncoder, params: list[torch.nn.Parameter], featur
     for p in params:
         p.requires_grad_(False)
     seconds = time.perf_counter() - start
-    return {"seconds": round(seconds, 1), "steps": config.steps, "triplets": len(triplets)}
+    return {"seconds": round(seconds, 1), "steps": config.steps, "triplets": len(triplets),
+            "text_only": int(references.text.sum())}

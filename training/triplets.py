@@ -9,11 +9,11 @@ the kind of error harvested picks will contain.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from training.world import VALUES, Combo, World
+from training.world import VALUES, Combo, World, caption
 
 EDITABLE = ("colour", "pattern", "sleeve", "length", "neckline")
 PATTERN_NOUN = {"striped": "stripes", "dotted": "polka dots", "checked": "checks"}
@@ -45,7 +45,12 @@ JOINERS = (" and ", ", ", " and also ")
 
 @dataclass
 class Triplet:
-    """A reference item, the instructions said about it, and what they describe."""
+    """A reference item, the instructions said about it, and what they describe.
+
+    A text-only triplet has no reference image (``reference_id`` is -1): its reference is the description
+    ``reference_caption`` of the label ``reference_combo``, which stage 2 reads through the mapper as if it were
+    an image embedding.
+    """
 
     reference_id: int
     instructions: list[str]
@@ -53,6 +58,12 @@ class Triplet:
     target_id: int
     edits: list[tuple[str, str]] = field(default_factory=list)
     noisy: bool = False
+    reference_caption: str = ""
+    reference_combo: str = ""
+
+    @property
+    def text_only(self) -> bool:
+        return self.reference_id < 0
 
 
 def _comparative(attribute: str, old: str, new: str) -> str:
@@ -102,15 +113,19 @@ def index_by_combo(world: World, splits: tuple[str, ...]) -> dict[str, list[int]
 
 def make_triplets(world: World, n: int, seed: int, n_edits: tuple[int, ...] = (1, 2, 3),
                   target_split: str = "train", reference_splits: tuple[str, ...] = ("train",),
-                  held_out_phrasing: bool = False, noise: float = 0.0) -> list[Triplet]:
+                  held_out_phrasing: bool = False, noise: float = 0.0,
+                  text_references: bool = False) -> list[Triplet]:
     """``n`` triplets whose targets come from ``target_split``; deterministic from ``seed``.
 
     The target is drawn first, then the reference is the target with ``k`` attributes
-    changed, so every target combination is reachable, held-out ones included.
+    changed, so every target combination is reachable, held-out ones included. With
+    ``text_references`` the reference is the caption of that combination, which needs no
+    image in the catalog (any combination outside the held-out split).
     """
     rng = np.random.default_rng(seed)
     targets = [it for it in world.items if it.split == target_split]
     references = index_by_combo(world, reference_splits)
+    held_out = set(index_by_combo(world, ("heldout",)))
     clean_targets = index_by_combo(world, (target_split,))
     out: list[Triplet] = []
     while len(out) < n:
@@ -118,15 +133,22 @@ def make_triplets(world: World, n: int, seed: int, n_edits: tuple[int, ...] = (1
         k = int(n_edits[int(rng.integers(len(n_edits)))])
         reverse = edit_choices(target.combo, rng, k)
         ref_combo = target.combo.replace(**dict(reverse))
-        if ref_combo.key not in references:
+        if text_references:
+            if ref_combo.key in held_out:
+                continue
+            reference_id = -1
+        elif ref_combo.key not in references:
             continue
-        ref_ids = references[ref_combo.key]
-        reference_id = ref_ids[int(rng.integers(len(ref_ids)))]
+        else:
+            ref_ids = references[ref_combo.key]
+            reference_id = ref_ids[int(rng.integers(len(ref_ids)))]
         parts = [phrase(a, ref_combo.get(a), target.combo.get(a), rng, held_out_phrasing) for a, _ in reverse]
         if len(parts) > 1 and rng.random() < 0.5:
             parts = [JOINERS[int(rng.integers(len(JOINERS)))].join(parts)]
         edits = [(a, target.combo.get(a)) for a, _ in reverse]
-        triplet = Triplet(reference_id, parts, target.combo.key, target.id, edits)
+        triplet = Triplet(reference_id, parts, target.combo.key, target.id, edits,
+                          reference_caption=caption(ref_combo) if text_references else "",
+                          reference_combo=ref_combo.key)
         if noise and rng.random() < noise:
             triplet = _corrupt(triplet, ref_combo, rng, clean_targets)
             if triplet is None:
@@ -146,5 +168,4 @@ def _corrupt(triplet: Triplet, ref_combo: Combo, rng: np.random.Generator,
     if combo.key not in pool:
         return None
     ids = pool[combo.key]
-    return Triplet(triplet.reference_id, triplet.instructions, combo.key, ids[int(rng.integers(len(ids)))],
-                   triplet.edits, noisy=True)
+    return replace(triplet, target_combo=combo.key, target_id=ids[int(rng.integers(len(ids)))], noisy=True)
