@@ -101,7 +101,8 @@ class Bench:
             return QueryEncoder(self.backbone(), mapper)
         encoder, stats = train_stage2(self.backbone(), mapper, self.features, triplets, self.rows, config,
                                       self.progress)
-        self.timings[f"stage 2: {name} ({len(triplets)} triplets)"] = stats["seconds"]
+        text = f" + {stats['text_only']} text-only" if stats["text_only"] else ""
+        self.timings[f"stage 2: {name} ({len(triplets) - stats['text_only']} triplets{text})"] = stats["seconds"]
         return encoder
 
 

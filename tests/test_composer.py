@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from retrieval.adapters import AdapterConfig, add_text_adapters
+from retrieval.adapters import AdapterConfig, adapters_disabled, add_text_adapters
 from retrieval.backbone import DEMO_MODEL, BackboneSpec, load_backbone
 from retrieval.pseudo_token import PLACEHOLDER, encode_text_with_pseudo_tokens, placeholder_token_id
 from retrieval.query_encoder import ModelMismatch, QueryEncoder, compose_text
 from training import evaluate as ev
+from training.stage2 import ReferenceTokens, Stage2Config, train_stage2
 from training.triplets import make_triplets
+
+TEXT_ONLY_GAIN = 10
 
 
 @pytest.fixture()
@@ -46,6 +49,12 @@ def test_adapters_change_the_text_embedding_and_leave_the_vision_tower_alone(fre
             p.add_(0.05 * torch.randn_like(p))
         assert not torch.allclose(model.encode_text(tokens), text_before, atol=1e-4)
         assert torch.equal(model.encode_image(image), image_before)
+        adapted = model.encode_text(tokens)
+        with adapters_disabled(model):
+            assert torch.equal(model.encode_text(tokens), text_before)
+            assert not any(p.requires_grad for p in params)
+        assert torch.equal(model.encode_text(tokens), adapted)
+    assert all(p.requires_grad for p in params), "the adapters stay trainable after the block"
 
 
 def test_adapter_targets_that_match_nothing_are_refused(fresh_backbone):
@@ -90,3 +99,32 @@ def test_two_stage_beats_single_modality_baselines_on_heldout_combinations(small
     assert two_stage["R@10"] > image["R@10"] + 10, (two_stage, image)
     assert two_stage["R@10"] > text["R@10"] + 10, (two_stage, text)
     assert two_stage["R@1"] > max(image["R@1"], text["R@1"]), (two_stage, image, text)
+
+
+def test_text_only_triplets_alone_teach_the_adapters_to_compose(small_world, small_backbone, small_features,
+                                                                trained_composer):
+    """Triplets whose reference is a caption (no image) train adapters that compose *image* references."""
+    _, plain = trained_composer
+    text = make_triplets(small_world, 3000, seed=2, text_references=True)
+    tuned, stats = train_stage2(load_backbone(small_backbone[0], "cpu"), plain.mapper, small_features, text,
+                                small_features.rows("train"), Stage2Config(steps=200), progress=False)
+    assert stats["text_only"] == 3000
+    queries = make_triplets(small_world, 300, seed=77, n_edits=(1, 2), target_split="heldout",
+                            reference_splits=("train", "heldout"))
+    text_trained = ev.evaluate(ev.composed(small_features, tuned), queries, small_features)
+    stage1_only = ev.evaluate(ev.composed(small_features, plain), queries, small_features)
+    assert text_trained["R@10"] > stage1_only["R@10"] + TEXT_ONLY_GAIN, (text_trained, stage1_only)
+
+
+def test_caption_references_are_drawn_anew_each_step_and_image_references_are_not(small_world, small_features,
+                                                                                   trained_composer):
+    tuned, _ = trained_composer
+    triplets = make_triplets(small_world, 8, seed=3) + make_triplets(small_world, 8, seed=4, text_references=True)
+    references = ReferenceTokens(tuned, small_features, triplets, noise=0.5, seed=0)
+    idx = np.arange(16)
+    first, second = references(idx), references(idx)
+    assert torch.equal(first[:8], second[:8])
+    assert not torch.allclose(first[8:], second[8:])
+    exact = tuned.reference_tokens(small_features.pooled[[t.reference_id for t in triplets[:8]]],
+                                   small_features.patches[[t.reference_id for t in triplets[:8]]])
+    torch.testing.assert_close(first[:8], exact)

@@ -48,7 +48,10 @@ def build_command(
     encoding: Annotated[str | None, typer.Option(help="Text encoding of the metadata file.")] = None,
     backbone_pairs: Annotated[int | None, typer.Option(help="Image-caption pairs the tiny backbone trains on.")
                               ] = None,
-    triplets: Annotated[int | None, typer.Option(help="Synthetic triplets for stage 2.")] = None,
+    triplets: Annotated[int | None, typer.Option(help="Synthetic triplets from pairs of the catalog's items.")
+                        ] = None,
+    text_triplets: Annotated[int | None, typer.Option(help="Text-only triplets from the schema alone (0: none).")
+                             ] = None,
     stage1_steps: Annotated[int | None, typer.Option(help="Stage-1 (mapper) training steps.")] = None,
     stage2_steps: Annotated[int | None, typer.Option(help="Stage-2 (adapter) training steps.")] = None,
     sessions: Annotated[int | None, typer.Option(help="Simulated shoppers run through the assistant at the end.")
@@ -83,6 +86,8 @@ def build_command(
         config = replace(config, backbone=replace(config.backbone, pairs=backbone_pairs, seed=seed))
     if triplets is not None:
         config = replace(config, triplets=triplets)
+    if text_triplets is not None:
+        config = replace(config, text_triplets=text_triplets)
     if stage1_steps is not None:
         config = replace(config, stage1=replace(config.stage1, steps=stage1_steps))
     if stage2_steps is not None:
