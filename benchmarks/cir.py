@@ -92,17 +92,17 @@ class Bench:
         return load_backbone(self.spec)
 
     def stage1(self, name: str, config: Stage1Config):
-        mapper, stats = train_stage1(self.backbone(), self.features, self.rows, config, self.progress)
-        self.timings[f"stage 1: {name}"] = stats["seconds"]
+        mapper, run = train_stage1(self.backbone(), self.features, self.rows, config, self.progress)
+        self.timings[f"stage 1: {name}"] = run.seconds
         return mapper
 
     def stage2(self, name: str, mapper, triplets: list[Triplet], config: Stage2Config) -> QueryEncoder:
         if not triplets:
             return QueryEncoder(self.backbone(), mapper)
-        encoder, stats = train_stage2(self.backbone(), mapper, self.features, triplets, self.rows, config,
-                                      self.progress)
-        text = f" + {stats['text_only']} text-only" if stats["text_only"] else ""
-        self.timings[f"stage 2: {name} ({len(triplets) - stats['text_only']} triplets{text})"] = stats["seconds"]
+        encoder, run = train_stage2(self.backbone(), mapper, self.features, triplets, self.rows, config,
+                                    self.progress)
+        text = f" + {run.text_only} text-only" if run.text_only else ""
+        self.timings[f"stage 2: {name} ({run.triplets - run.text_only} triplets{text})"] = run.seconds
         return encoder
 
 

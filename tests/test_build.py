@@ -28,6 +28,7 @@ import pytest
 from retrieval.store import CatalogStore
 from tests.server_harness import ROOT, ServerProcess, connect, reply_details
 from training.accessories_world import AccessoriesConfig, write_accessories_catalog
+from training.build import BuildConfig
 
 pytestmark = pytest.mark.slow
 
@@ -108,6 +109,7 @@ def test_build_reports_the_catalogs_own_model_against_the_baselines(built):
             "brim"} <= set(report["catalog"]["attributes"])
     assert "sleeve" not in report["catalog"]["attributes"]
     assert report["catalog"]["heldout_labels"] > 0 and report["triplets"]["train"] == 1000
+    assert report["triplets"]["text_only"] == BuildConfig().text_triplets > 0
     assert report["backbone"]["trained"] and report["version"] in built["outcome"]["versions"]
     held = report["evaluation"]["2-attr held-out"]
     assert set(held) == {"image only", "text only", "image + text (sum)", "two-stage"}

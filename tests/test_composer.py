@@ -106,9 +106,9 @@ def test_text_only_triplets_alone_teach_the_adapters_to_compose(small_world, sma
     """Triplets whose reference is a caption (no image) train adapters that compose *image* references."""
     _, plain = trained_composer
     text = make_triplets(small_world, 3000, seed=2, text_references=True)
-    tuned, stats = train_stage2(load_backbone(small_backbone[0], "cpu"), plain.mapper, small_features, text,
+    tuned, run = train_stage2(load_backbone(small_backbone[0], "cpu"), plain.mapper, small_features, text,
                                 small_features.rows("train"), Stage2Config(steps=200), progress=False)
-    assert stats["text_only"] == 3000
+    assert run.text_only == 3000 and run.triplets == 3000
     queries = make_triplets(small_world, 300, seed=77, n_edits=(1, 2), target_split="heldout",
                             reference_splits=("train", "heldout"))
     text_trained = ev.evaluate(ev.composed(small_features, tuned), queries, small_features)

@@ -362,9 +362,9 @@ class CatalogBuild:
         train_rows = labels.rows(TRAIN)
 
         def stage1(out: Path) -> dict:
-            mapper, stats = train_stage1(backbone, features, train_rows, config.stage1, self.progress)
-            QueryEncoder(backbone, mapper).save(out, extra={"stage1": {**asdict(config.stage1), **stats}})
-            return stats
+            mapper, run = train_stage1(backbone, features, train_rows, config.stage1, self.progress)
+            QueryEncoder(backbone, mapper).save(out, extra={"stage1": {**asdict(config.stage1), **asdict(run)}})
+            return asdict(run)
 
         stage1_folder, stage1_stats = self.steps.run("stage 1", self._stage1_inputs(), stage1)
         triplets = self._triplets()
@@ -372,10 +372,10 @@ class CatalogBuild:
         def stage2(out: Path) -> dict:
             trainable = load_backbone(spec)
             mapper = QueryEncoder.load(stage1_folder, trainable).mapper
-            encoder, stats = train_stage2(trainable, mapper, features, triplets, train_rows, config.stage2,
-                                          self.progress)
-            encoder.save(out, extra={"stage1": stage1_stats, "stage2": {**asdict(config.stage2), **stats}})
-            return stats
+            encoder, run = train_stage2(trainable, mapper, features, triplets, train_rows, config.stage2,
+                                        self.progress)
+            encoder.save(out, extra={"stage1": stage1_stats, "stage2": {**asdict(config.stage2), **asdict(run)}})
+            return asdict(run)
 
         composer, _ = self.steps.run("stage 2", self._stage2_inputs(stage1_folder.name), stage2)
         two_stage = QueryEncoder.load(composer, load_backbone(spec))

@@ -509,7 +509,7 @@ def finetune_from_log(store: CatalogStore, log_path: Path, registry: Registry,
                 "benchmark": {name: recall(encoder, features, t) for name, t in sets.items()}}
 
     before = measure()
-    stats = continue_stage2(encoder, features, train + synthetic,
+    run = continue_stage2(encoder, features, train + synthetic,
                             np.concatenate([train_negatives, synthetic_negatives]), config.stage2(), progress)
     after = measure()
     outcome = verdict(before["heldout_picks"], after["heldout_picks"])
@@ -520,7 +520,7 @@ def finetune_from_log(store: CatalogStore, log_path: Path, registry: Registry,
                              for name in sets}}
     training = {"kind": "finetune", "log": str(log_path.resolve()), "since": since.isoformat() if since else None,
                 "store": {"db": store.db_uri, "table": store.table.name, "rows": features.n_catalog},
-                "counts": counts, "config": asdict(config), "stage2": stats,
+                "counts": counts, "config": asdict(config), "stage2": asdict(run),
                 "synthetic_mix": bool(synthetic) or "catalog has no demo attributes: no synthetic triplets mixed in"}
     report = {"parent": parent_version.id, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               **metrics, "training": training, "force": force}
@@ -528,7 +528,7 @@ def finetune_from_log(store: CatalogStore, log_path: Path, registry: Registry,
     try:
         for stale in ("created", "registry_version"):
             encoder.meta.pop(stale, None)
-        encoder.save(folder / "composer", extra={"finetune": {"parent": parent_version.id, **stats}})
+        encoder.save(folder / "composer", extra={"finetune": {"parent": parent_version.id, **asdict(run)}})
         report["seconds"] = round(time.perf_counter() - start, 1)
         version = registry.add(folder / "composer", parent_version.id, training, metrics,
                                report | {"activated": activate})

@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +24,8 @@ from tqdm import tqdm
 
 from retrieval.backbone import DEMO_MODEL, Backbone, BackboneSpec, load_backbone, save_backbone
 from training.catalog_labels import HELDOUT, TRAIN, LabelledCatalog, LabelSpace
+from training.loop import TrainingRun, train_steps
+from training.losses import multi_positive_infonce
 from training.world import ATTRIBUTES, VALUES, Combo, World, caption
 
 ATTRIBUTE_WORD_ORDER = ("colour", "pattern", "length", "sleeve", "neckline", "category")
@@ -60,9 +61,9 @@ def combo_codes(combos: list[Combo]) -> torch.Tensor:
 
 def partial_caption(combo: Combo, rng: np.random.Generator, full_share: float) -> tuple[str, list[bool]]:
     """A caption naming all or a random subset of the combo's attributes, and which it names."""
-    applicable = set(combo.applicable())
+    applicable = combo.applicable()
     if rng.random() < full_share:
-        named = applicable
+        named = set(applicable)
     else:
         named = {a for a in applicable if rng.random() < 0.5}
         if rng.random() < 0.8:
@@ -88,16 +89,6 @@ def load_pixels(paths: list[str], preprocess, progress: bool = True) -> torch.Te
     ])
 
 
-def multi_positive_clip_loss(image: torch.Tensor, text: torch.Tensor, positives: torch.Tensor,
-                             logit_scale: torch.Tensor) -> torch.Tensor:
-    """CLIP loss where every image matching a (partial) caption counts as its positive."""
-    logits = logit_scale.exp() * text @ image.T
-    targets = positives.float()
-    t2i = -(targets / targets.sum(1, keepdim=True) * F.log_softmax(logits, 1)).sum(1).mean()
-    i2t = -(targets.T / targets.T.sum(1, keepdim=True) * F.log_softmax(logits.T, 1)).sum(1).mean()
-    return (t2i + i2t) / 2
-
-
 @torch.no_grad()
 def text_to_image_recall(backbone: Backbone, pixels: torch.Tensor, keys: np.ndarray, captions: dict[str, str],
                          ks: tuple[int, ...] = (1, 10)) -> dict[str, float]:
@@ -118,8 +109,8 @@ CaptionSampler = Callable[[int, np.random.Generator], tuple[str, list[bool]]]
 
 
 def fit_clip(model: torch.nn.Module, tokenizer, pixels: torch.Tensor, codes: torch.Tensor,
-             sample_caption: CaptionSampler, config: BackboneTrainConfig, progress: bool = True) -> float:
-    """The contrastive loop both backbones train with; returns its seconds.
+             sample_caption: CaptionSampler, config: BackboneTrainConfig, progress: bool = True) -> TrainingRun:
+    """The contrastive step both backbones train with, run by the one training loop.
 
     Each step draws a batch of training images and, per image, a caption naming some of its attributes
     (``sample_caption(row, rng)`` returns the caption and which label columns it names); every image agreeing
@@ -132,16 +123,10 @@ def fit_clip(model: torch.nn.Module, tokenizer, pixels: torch.Tensor, codes: tor
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                    {"params": rest, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.98))
-    warmup = max(1, int(steps * config.warmup_share))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (
-        1 + math.cos(math.pi * min(1.0, s / steps))))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
     batch = min(config.batch_size, len(pixels))
 
-    model.train()
-    start = time.perf_counter()
-    bar = tqdm(range(steps), desc="training backbone", unit="step", disable=not progress)
-    for _ in bar:
+    def step_loss() -> torch.Tensor:
         idx = torch.from_numpy(rng.choice(len(pixels), size=batch, replace=False))
         sampled = [sample_caption(i, rng) for i in idx.tolist()]
         texts, named = [t for t, _ in sampled], torch.tensor([n for _, n in sampled])
@@ -150,16 +135,17 @@ def fit_clip(model: torch.nn.Module, tokenizer, pixels: torch.Tensor, codes: tor
         with autocast:
             image = F.normalize(model.encode_image(pixels[idx].to(device)).float(), dim=-1)
             text = F.normalize(model.encode_text(tokenizer(texts).to(device)).float(), dim=-1)
-        loss = multi_positive_clip_loss(image, text, positives.to(device), model.logit_scale)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        return multi_positive_infonce(model.logit_scale.exp() * text @ image.T, positives.to(device))
+
+    def clamp_logit_scale() -> None:
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+
+    model.train()
+    run = train_steps(optimizer, steps, max(1, int(steps * config.warmup_share)), step_loss, "training backbone",
+                      progress, after_step=clamp_logit_scale)
     model.eval()
-    return time.perf_counter() - start
+    return run
 
 
 def save_trained(model: torch.nn.Module, config: BackboneTrainConfig, out_dir: Path,
@@ -195,7 +181,7 @@ def train_backbone(world: World, config: BackboneTrainConfig = BackboneTrainConf
     all_pixels = load_pixels([str(world.image_path(it)) for it in world.items], preprocess, progress)
     train_rows = torch.tensor([i for i, it in enumerate(world.items) if it.split == "train"])
     combos = [world.items[i].combo for i in train_rows.tolist()]
-    seconds = fit_clip(model, tokenizer, all_pixels[train_rows], combo_codes(combos),
+    run = fit_clip(model, tokenizer, all_pixels[train_rows], combo_codes(combos),
                        lambda i, rng: partial_caption(combos[i], rng, config.full_caption_share), config, progress)
     keys = np.array([it.combo.key for it in world.items])
 
@@ -205,7 +191,7 @@ def train_backbone(world: World, config: BackboneTrainConfig = BackboneTrainConf
 
         return {"heldout_text_to_image": text_to_image_recall(backbone, all_pixels, keys, captions("heldout")),
                 "train_text_to_image": text_to_image_recall(backbone, all_pixels, keys, captions("train")),
-                "train_seconds": round(seconds, 1), "pairs": math.ceil(config.pairs / config.batch_size)
+                "train_seconds": run.seconds, "pairs": math.ceil(config.pairs / config.batch_size)
                 * config.batch_size}
 
     return save_trained(model, config, out_dir, measure)
@@ -245,7 +231,7 @@ def train_catalog_backbone(catalog: LabelledCatalog, config: BackboneTrainConfig
     all_pixels = load_pixels(catalog.paths, preprocess, progress)
     train = catalog.rows(TRAIN)
     values = [catalog.values[r] for r in train.tolist()]
-    seconds = fit_clip(model, tokenizer, all_pixels[torch.from_numpy(train)], label_codes(catalog, train),
+    run = fit_clip(model, tokenizer, all_pixels[torch.from_numpy(train)], label_codes(catalog, train),
                        lambda i, rng: partial_label_caption(catalog.space, values[i], rng, config.full_caption_share),
                        config, progress)
 
@@ -255,7 +241,7 @@ def train_catalog_backbone(catalog: LabelledCatalog, config: BackboneTrainConfig
 
         return {"heldout_text_to_image": text_to_image_recall(backbone, all_pixels, catalog.keys, captions(HELDOUT)),
                 "train_text_to_image": text_to_image_recall(backbone, all_pixels, catalog.keys, captions(TRAIN)),
-                "train_seconds": round(seconds, 1),
+                "train_seconds": run.seconds,
                 "pairs": math.ceil(config.pairs / config.batch_size) * config.batch_size}
 
     return save_trained(model, config, Path(out_dir), measure)

@@ -11,21 +11,21 @@ Two losses, both through the frozen text tower:
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from retrieval.backbone import Backbone
 from retrieval.mapper import Mapper, MapperConfig
 from retrieval.pseudo_token import encode_text_with_pseudo_tokens, placeholder_token_id
 from training.features import FrozenFeatures
+from training.loop import TrainingRun, train_steps
+from training.losses import multi_positive_infonce, soft_alignment_loss
 
 STAGE1_TEMPLATE = "a photo of *"
+STAGE1_WARMUP = 30
 
 
 @dataclass(frozen=True)
@@ -50,26 +50,8 @@ def same_combo(keys: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(keys[:, None] == keys[None, :])
 
 
-def multi_positive_infonce(queries: torch.Tensor, keys: torch.Tensor, positives: torch.Tensor,
-                           temperature: float) -> torch.Tensor:
-    """Symmetric InfoNCE where every key sharing the query's combination is a positive."""
-    logits = queries @ keys.T / temperature
-    targets = positives.float()
-    forward = -(targets / targets.sum(1, keepdim=True) * F.log_softmax(logits, 1)).sum(1).mean()
-    backward = -(targets.T / targets.T.sum(1, keepdim=True) * F.log_softmax(logits.T, 1)).sum(1).mean()
-    return (forward + backward) / 2
-
-
-def soft_alignment_loss(pseudo_sentences: torch.Tensor, images: torch.Tensor, captions: torch.Tensor,
-                        temperature: float) -> torch.Tensor:
-    """KL(image-vs-captions || pseudo-sentence-vs-captions) over the batch's captions."""
-    teacher = F.softmax(images @ captions.T / temperature, dim=1)
-    student = F.log_softmax(pseudo_sentences @ captions.T / temperature, dim=1)
-    return F.kl_div(student, teacher, reduction="batchmean")
-
-
 def train_stage1(backbone: Backbone, features: FrozenFeatures, rows: np.ndarray,
-                 config: Stage1Config = Stage1Config(), progress: bool = True) -> tuple[Mapper, dict]:
+                 config: Stage1Config = Stage1Config(), progress: bool = True) -> tuple[Mapper, TrainingRun]:
     """Train a mapper on the catalog rows ``rows`` (images, and captions where present)."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -79,17 +61,12 @@ def train_stage1(backbone: Backbone, features: FrozenFeatures, rows: np.ndarray,
         hidden=config.hidden, use_patches=config.use_patches,
     )).to(device)
     optimizer = torch.optim.AdamW(mapper.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / 30) * 0.5 * (1 + math.cos(math.pi * s / config.steps)))
     placeholder = placeholder_token_id(backbone.tokenizer)
     template = backbone.tokenize([STAGE1_TEMPLATE] * config.batch_size)
     has_captions = features.captions is not None and config.soft_alignment
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
 
-    mapper.train()
-    start = time.perf_counter()
-    bar = tqdm(range(config.steps), desc="stage 1 (mapper)", unit="step", disable=not progress)
-    for _ in bar:
+    def step_loss() -> torch.Tensor:
         idx = rng.choice(rows, size=min(config.batch_size, len(rows)), replace=False)
         pooled = features.pooled[idx].to(device)
         patches = features.patches[idx].to(device)
@@ -98,14 +75,13 @@ def train_stage1(backbone: Backbone, features: FrozenFeatures, rows: np.ndarray,
             sentence = encode_text_with_pseudo_tokens(backbone.model, template[:len(idx)], token, placeholder)
         sentence = F.normalize(sentence.float(), dim=-1)
         positives = same_combo(features.combo_keys[idx]).to(device)
-        loss = multi_positive_infonce(sentence, pooled, positives, config.temperature)
+        loss = multi_positive_infonce(sentence @ pooled.T / config.temperature, positives)
         if has_captions:
             captions = features.captions[idx].to(device)
             loss = loss + config.soft_weight * soft_alignment_loss(sentence, pooled, captions, config.soft_temperature)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        return loss
+
+    mapper.train()
+    run = train_steps(optimizer, config.steps, STAGE1_WARMUP, step_loss, "stage 1 (mapper)", progress)
     mapper.eval()
-    return mapper, {"seconds": round(time.perf_counter() - start, 1), "steps": config.steps}
+    return mapper, run

@@ -25,23 +25,24 @@ adding fresh ones.
 
 from __future__ import annotations
 
-import math
-import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from retrieval.adapters import AdapterConfig, adapters_disabled, add_text_adapters
 from retrieval.backbone import Backbone
 from retrieval.mapper import Mapper
 from retrieval.pseudo_token import text_tower
 from retrieval.query_encoder import QueryEncoder
+from training.loop import TrainingRun, train_steps
+from training.losses import masked_infonce
 from training.triplets import Triplet
+
+STAGE2_WARMUP = 20
 
 
 class Stage2Features(Protocol):
@@ -71,6 +72,14 @@ class Stage2Config:
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     seed: int = 0
     bf16: bool = True
+
+
+@dataclass(frozen=True)
+class Stage2Run(TrainingRun):
+    """A stage-2 loop's run, with how many triplets it drew from and how many of them were text-only."""
+
+    triplets: int = 0
+    text_only: int = 0
 
 
 class KeyNeighbours:
@@ -129,16 +138,16 @@ def mine_hard_negatives(triplets: list[Triplet], features: Stage2Features, rows:
 
 def train_stage2(backbone: Backbone, mapper: Mapper, features: Stage2Features, triplets: list[Triplet],
                  rows: np.ndarray, config: Stage2Config = Stage2Config(),
-                 progress: bool = True) -> tuple[QueryEncoder, dict]:
+                 progress: bool = True) -> tuple[QueryEncoder, Stage2Run]:
     """Add adapters to ``backbone.model`` and train them on ``triplets``; negatives come from ``rows``."""
     torch.manual_seed(config.seed)
     encoder = QueryEncoder(backbone, mapper, config.adapter, meta={"stage2": {"triplets": len(triplets)}})
     params = add_text_adapters(backbone.model, config.adapter)
     negatives = mine_hard_negatives(triplets, features, rows, config.hard_negatives, config.seed) \
         if config.hard_negatives else np.zeros((len(triplets), 0), dtype=np.int64)
-    stats = fit_adapters(encoder, params, features, triplets, negatives, config, progress)
-    encoder.meta["stage2"] |= {"seconds": stats["seconds"], "steps": config.steps}
-    return encoder, stats
+    run = fit_adapters(encoder, params, features, triplets, negatives, config, progress)
+    encoder.meta["stage2"] |= {"seconds": run.seconds, "steps": config.steps, "text_only": run.text_only}
+    return encoder, run
 
 
 def adapter_parameters(encoder: QueryEncoder) -> list[torch.nn.Parameter]:
@@ -151,7 +160,7 @@ def adapter_parameters(encoder: QueryEncoder) -> list[torch.nn.Parameter]:
 
 def continue_stage2(encoder: QueryEncoder, features: Stage2Features, triplets: list[Triplet],
                     negatives: np.ndarray, config: Stage2Config = Stage2Config(),
-                    progress: bool = True) -> dict:
+                    progress: bool = True) -> Stage2Run:
     """Keep training the encoder's own adapters (mapper frozen) on ``triplets``; ``negatives`` are catalog rows."""
     torch.manual_seed(config.seed)
     return fit_adapters(encoder, adapter_parameters(encoder), features, triplets, negatives, config, progress)
@@ -221,7 +230,7 @@ def batch_rows(text: np.ndarray, batch_size: int, text_share: float, rng: np.ran
 
 def fit_adapters(encoder: QueryEncoder, params: list[torch.nn.Parameter], features: Stage2Features,
                  triplets: list[Triplet], negatives: np.ndarray, config: Stage2Config,
-                 progress: bool = True) -> dict:
+                 progress: bool = True) -> Stage2Run:
     """The stage-2 loop: each query must find its target among the batch's targets and its own negatives."""
     if not triplets:
         raise ValueError("stage 2 needs at least one triplet")
@@ -231,9 +240,6 @@ def fit_adapters(encoder: QueryEncoder, params: list[torch.nn.Parameter], featur
     for p in params:
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * s / config.steps)))
-
     target_rows = np.array([t.target_id for t in triplets])
     target_keys = features.combo_keys[target_rows]
     references = ReferenceTokens(encoder, features, triplets, config.text_noise, config.seed)
@@ -241,28 +247,20 @@ def fit_adapters(encoder: QueryEncoder, params: list[torch.nn.Parameter], featur
     ids = encoder.tokenize([t.instructions for t in triplets], with_reference=True)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
 
-    backbone.model.train()
-    start = time.perf_counter()
-    bar = tqdm(range(config.steps), desc="stage 2 (adapters)", unit="step", disable=not progress)
-    for _ in bar:
+    def step_loss() -> torch.Tensor:
         idx = batch_rows(references.text, config.batch_size, config.text_share, rng)
         candidate_rows = np.concatenate([target_rows[idx], negatives[idx].reshape(-1)])
         tokens = references(idx)
         with autocast:
             queries = encoder.encode_ids(tokens, ids[torch.from_numpy(idx)])
         candidates = features.pooled[candidate_rows].to(device)
-        logits = queries @ candidates.T / config.temperature
         same = torch.from_numpy(features.combo_keys[candidate_rows][None, :] == target_keys[idx][:, None]).to(device)
         same[torch.arange(len(idx)), torch.arange(len(idx))] = False
-        loss = F.cross_entropy(logits.masked_fill(same, float("-inf")), torch.arange(len(idx), device=device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        return masked_infonce(queries @ candidates.T / config.temperature, same)
+
+    backbone.model.train()
+    run = train_steps(optimizer, config.steps, STAGE2_WARMUP, step_loss, "stage 2 (adapters)", progress)
     backbone.model.eval()
     for p in params:
         p.requires_grad_(False)
-    seconds = time.perf_counter() - start
-    return {"seconds": round(seconds, 1), "steps": config.steps, "triplets": len(triplets),
-            "text_only": int(references.text.sum())}
+    return Stage2Run(**asdict(run), triplets=len(triplets), text_only=int(references.text.sum()))
