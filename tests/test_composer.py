@@ -15,6 +15,7 @@ from training.stage2 import ReferenceTokens, Stage2Config, train_stage2
 from training.triplets import make_triplets
 
 TEXT_ONLY_GAIN = 10
+FEW_IMAGE_TRIPLETS = 100
 
 
 @pytest.fixture()
@@ -51,7 +52,7 @@ def test_adapters_change_the_text_embedding_and_leave_the_vision_tower_alone(fre
         assert torch.equal(model.encode_image(image), image_before)
         adapted = model.encode_text(tokens)
         with adapters_disabled(model):
-            assert torch.equal(model.encode_text(tokens), text_before)
+            torch.testing.assert_close(model.encode_text(tokens), text_before, rtol=0, atol=1e-4)
             assert not any(p.requires_grad for p in params)
         assert torch.equal(model.encode_text(tokens), adapted)
     assert all(p.requires_grad for p in params), "the adapters stay trainable after the block"
@@ -101,19 +102,22 @@ def test_two_stage_beats_single_modality_baselines_on_heldout_combinations(small
     assert two_stage["R@1"] > max(image["R@1"], text["R@1"]), (two_stage, image, text)
 
 
-def test_text_only_triplets_alone_teach_the_adapters_to_compose(small_world, small_backbone, small_features,
-                                                                trained_composer):
-    """Triplets whose reference is a caption (no image) train adapters that compose *image* references."""
+def test_text_only_triplets_lift_a_stage_2_that_has_few_image_triplets(small_world, small_backbone, small_features,
+                                                                       trained_composer):
+    """100 image triplets plus text-only ones (a caption as the reference, no image) compose held-out edits of
+    *image* references better than the same 100 alone."""
     _, plain = trained_composer
+    few = make_triplets(small_world, FEW_IMAGE_TRIPLETS, seed=1)
     text = make_triplets(small_world, 3000, seed=2, text_references=True)
-    tuned, run = train_stage2(load_backbone(small_backbone[0], "cpu"), plain.mapper, small_features, text,
-                                small_features.rows("train"), Stage2Config(steps=200), progress=False)
-    assert run.text_only == 3000 and run.triplets == 3000
     queries = make_triplets(small_world, 300, seed=77, n_edits=(1, 2), target_split="heldout",
                             reference_splits=("train", "heldout"))
-    text_trained = ev.evaluate(ev.composed(small_features, tuned), queries, small_features)
-    stage1_only = ev.evaluate(ev.composed(small_features, plain), queries, small_features)
-    assert text_trained["R@10"] > stage1_only["R@10"] + TEXT_ONLY_GAIN, (text_trained, stage1_only)
+    recall = {}
+    for name, triplets in (("images", few), ("images + text-only", few + text)):
+        tuned, run = train_stage2(load_backbone(small_backbone[0], "cpu"), plain.mapper, small_features, triplets,
+                                  small_features.rows("train"), Stage2Config(steps=200), progress=False)
+        assert run.text_only == len(triplets) - FEW_IMAGE_TRIPLETS
+        recall[name] = ev.evaluate(ev.composed(small_features, tuned), queries, small_features)["R@10"]
+    assert recall["images + text-only"] > recall["images"] + TEXT_ONLY_GAIN, recall
 
 
 def test_caption_references_are_drawn_anew_each_step_and_image_references_are_not(small_world, small_features,
