@@ -7,6 +7,7 @@ keeps thin stripes and dots legible at 64 px.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,6 +25,9 @@ RGB = {
 BACKGROUNDS = ((236, 236, 232), (225, 228, 235), (240, 234, 225), (215, 215, 215), (232, 240, 232))
 
 Polygon = list[tuple[float, float]]
+ToPixels = Callable[[Polygon], list[tuple[float, float]]]
+Decorate = Callable[[Image.Image, Image.Image, ToPixels, np.ndarray], None]
+"""Draws extra parts on a garment before downsampling: (image, garment mask, unit -> pixel mapping, base colour)."""
 
 
 def _mirror(poly: Polygon) -> Polygon:
@@ -119,8 +123,9 @@ def _background(side: int, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
 
 
-def render_garment(combo: Combo, rng: np.random.Generator, size: int = 64, scale: int = 3) -> Image.Image:
-    """Draw one product photo of ``combo``; ``rng`` decides the jitter."""
+def render_garment(combo: Combo, rng: np.random.Generator, size: int = 64, scale: int = 3,
+                   decorate: Decorate | None = None) -> Image.Image:
+    """Draw one product photo of ``combo``; ``rng`` decides the jitter; ``decorate`` adds details (none in the demo)."""
     side = size * scale
     zoom = rng.uniform(0.82, 1.02)
     dx, dy = rng.uniform(-0.07, 0.07, size=2)
@@ -148,4 +153,6 @@ def render_garment(combo: Combo, rng: np.random.Generator, size: int = 64, scale
     for poly in polys:
         px = to_px(poly)
         outline.line([*px, px[0]], fill=edge, width=scale)
+    if decorate is not None:
+        decorate(image, mask, to_px, base)
     return image.resize((size, size), Image.Resampling.BOX)

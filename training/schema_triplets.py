@@ -76,18 +76,27 @@ class PairIndex:
         diff[unlike] = NOT_A_PAIR
         return diff
 
-    def neighbours(self, key: str, k: int) -> list[str]:
-        return [self.keys[i] for i in np.flatnonzero(self.differing(key) == k)]
+    def neighbours(self, key: str, k: int, attributes: tuple[str, ...] | None = None) -> list[str]:
+        """Labels ``k`` parts away from ``key``; with ``attributes``, only those differing in nothing else."""
+        diff = self.differing(key)
+        if attributes is not None:
+            space = self.catalog.space
+            fixed = [i for i, a in enumerate(space.attributes) if a not in attributes]
+            wanted = np.array([space.parts(key).get(space.attributes[i], "") for i in fixed], dtype=object)
+            diff[(self._parts[:, fixed] != wanted[None, :]).any(1)] = NOT_A_PAIR
+        return [self.keys[i] for i in np.flatnonzero(diff == k)]
 
 
 def make_catalog_triplets(catalog: LabelledCatalog, n: int, seed: int, n_edits: tuple[int, ...] = (1, 2, 3),
                           target_split: str = TRAIN, reference_splits: tuple[str, ...] = (TRAIN,),
-                          held_out_phrasing: bool = False) -> list[Triplet]:
+                          held_out_phrasing: bool = False,
+                          attributes: tuple[str, ...] | None = None) -> list[Triplet]:
     """``n`` triplets whose targets come from ``target_split``; deterministic from ``seed``.
 
     A target row is drawn, then a reference label among those ``k`` editable attributes away that exist in
-    ``reference_splits``; targets with no such neighbour are skipped. Raises ``ValueError`` when the catalog has
-    no pair at all at the asked distances.
+    ``reference_splits``; targets with no such neighbour are skipped. ``attributes`` limits the edits to those
+    attributes (all label attributes when None). Raises ``ValueError`` when the catalog has no pair at all at the
+    asked distances.
     """
     rng = np.random.default_rng(seed)
     space = catalog.space
@@ -98,7 +107,7 @@ def make_catalog_triplets(catalog: LabelledCatalog, n: int, seed: int, n_edits: 
 
     def near(key: str, k: int) -> list[str]:
         if (key, k) not in neighbours:
-            neighbours[key, k] = index.neighbours(key, k)
+            neighbours[key, k] = index.neighbours(key, k, attributes)
         return neighbours[key, k]
 
     usable = [r for r in targets.tolist() if any(near(str(catalog.keys[r]), k) for k in n_edits)]
@@ -169,15 +178,17 @@ def make_catalog_text_triplets(catalog: LabelledCatalog, n: int, seed: int,
     return out
 
 
-def evaluation_sets(catalog: LabelledCatalog, n: int, seed: int) -> dict[str, list[Triplet]]:
-    """The held-out query sets: 1- and 2-attribute edits to held-out labels, in training and held-out phrasings."""
+def evaluation_sets(catalog: LabelledCatalog, n: int, seed: int,
+                    attributes: tuple[str, ...] | None = None) -> dict[str, list[Triplet]]:
+    """The held-out query sets: 1- and 2-attribute edits to held-out labels, in training and held-out phrasings;
+    ``attributes`` limits the edits to those attributes."""
     sets = {}
     for edits in (1, 2):
         for held_out_phrasing in (False, True):
             name = f"{edits}-attr held-out" + (" phrasing" if held_out_phrasing else "")
             try:
                 sets[name] = make_catalog_triplets(catalog, n, seed + 10 * edits + held_out_phrasing, (edits,),
-                                                   HELDOUT, (TRAIN, HELDOUT), held_out_phrasing)
+                                                   HELDOUT, (TRAIN, HELDOUT), held_out_phrasing, attributes)
             except ValueError:
                 continue
     return sets
