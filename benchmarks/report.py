@@ -25,7 +25,8 @@ KS = (1, 5, 10, 50)
 INCLUDED = (("build.md", "python -m benchmarks.build"),
             ("store.md", "python -m benchmarks.store --sizes 10000,100000,1000000"),
             ("learning.md", "python -m benchmarks.learning"),
-            ("load.md", "python -m benchmarks.load"))
+            ("load.md", "python -m benchmarks.load"),
+            ("details.md", "python -m benchmarks.details"))
 STAGE2_BUDGET_S = 120.0
 
 
