@@ -113,15 +113,17 @@ class Attribute(BaseModel):
             return known.edit
         return self.edit.format(value=(known.caption_word or known.word) if known else value.lower())
 
-    def label(self, value: str) -> str:
-        """The chip a user sees for this attribute set to ``value``."""
+    def label(self, value: str, language: str = "en") -> str:
+        """The chip a user of ``language`` sees for this attribute set to ``value`` (short sleeves, 半袖)."""
         relative = self.relative_word(value)
         if relative is not None:
-            return relative.label or relative.word
+            return relative.shown(language)
         known = self.value(value)
         if known is None:
             return value
-        return known.label or known.shown()
+        if language != "en" and known.display.get(language):
+            return known.display[language]
+        return known.label or known.shown(language)
 
     def step(self, current: str | None, word: str) -> str | None:
         """One step along the order from ``current`` in the direction of ``word``, if both are known."""
@@ -246,17 +248,23 @@ class CatalogSchema(BaseModel):
     def _caption_order(self) -> list[str]:
         return [n for n in self.caption.order if n != self.category]
 
-    def examples(self) -> tuple[str, list[str]]:
-        """A description and a few refinements in this catalog's own words, for hints to the user."""
+    def example_values(self) -> tuple[dict[str, str], list[tuple[str, str]], list[RelativeWord]]:
+        """What hints to the user show: values to describe, (attribute, value) edits and a relative edit."""
         visual = sorted((a for a in self.attributes if a.name not in (self.category, self.roles.get("brand"))
                          and a.values and a.visual), key=lambda a: (a.concept is None, a.caption_rank))
         start = {a.name: a.values[0].name for a in visual[:2]}
         category = self.attribute(self.category)
         if category is not None and category.values:
             start[category.name] = category.values[0].name
-        edits = [a.edit_phrase(a.values[-1].name) for a in visual[:1] if len(a.values) > 1]
-        edits += [r.label or r.word for a in visual if a.ordered for r in a.relative[:1]][:1]
-        return self.describe(start), edits or ["make it different"]
+        edits = [(a.name, a.values[-1].name) for a in visual[:1] if len(a.values) > 1]
+        relative = [r for a in visual if a.ordered for r in a.relative[:1]][:1]
+        return start, edits, relative
+
+    def examples(self) -> tuple[str, list[str]]:
+        """A description and a few refinements in this catalog's own words, for hints to the user."""
+        start, edits, relative = self.example_values()
+        said = [self.attribute(a).edit_phrase(v) for a, v in edits] + [r.label or r.word for r in relative]
+        return self.describe(start), said or ["make it different"]
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, exclude_defaults=False) + "\n"
@@ -386,7 +394,7 @@ def _values(names: Sequence[str], counts: Counter, concept: Concept | None) -> l
                 caption = entry_name
             value = value.model_copy(update={
                 "synonyms": {k: v for k, v in synonyms.items() if v}, "label": entry.label, "edit": entry.edit,
-                "caption": caption, "rgb": entry.rgb})
+                "caption": caption, "rgb": entry.rgb, "display": dict(entry.display) if name == heir else {}})
         values.append(value)
     return values
 
@@ -483,6 +491,8 @@ def infer_schema(columns: Sequence[str], rows: Sequence[Mapping[str, str]], role
                    if a.name not in known and a.name != category and a.name != roles.get("brand") and a.visual),
                   key=lambda a: a.caption_rank)
     schema.caption.order = known + [a.name for a in rest]
+    spoken = {language for a in schema.attributes for v in a.values for language in (*v.synonyms, *v.display)}
+    schema.languages = [*schema.languages, *sorted(spoken - set(schema.languages))]
     return schema
 
 
@@ -509,8 +519,9 @@ def _attribute(column: str, rows: Sequence[Mapping[str, str]], distinct: Counter
     absent = None
     if concept is not None and concept.absent:
         absent = next((v.name for v in values if concept.find(v.name) == concept.absent), None)
+    display = {"en": column.replace("_", " "), **(concept.display if concept else {})}
     attribute = Attribute(
-        name=column, display={"en": column.replace("_", " ")}, values=ordered or values, ordered=ordered is not None,
+        name=column, display=display, values=ordered or values, ordered=ordered is not None,
         relative=list(concept.relative) if concept and ordered else [], applies_to=applies,
         generic=dict(concept.generic) if concept else {}, absent=absent, concept=concept_name,
         edit=concept.edit if concept else "make it {value}", caption_rank=concept.caption_rank if concept else 90,
@@ -523,12 +534,29 @@ def _attribute(column: str, rows: Sequence[Mapping[str, str]], distinct: Counter
 
 
 def _keep_edits(old: Attribute, new: Attribute) -> Attribute:
-    """The shop's attribute with today's values: its edits stay, values new in the data are added, gone ones go."""
+    """The shop's attribute with today's values: its edits stay, values new in the data are added, gone ones go.
+
+    A language the shop's file does not mention at all (the lexicon gained Japanese after the file was written)
+    is added from the lexicon; a language it lists, even as an empty list, is the shop's and stays as it is.
+    """
     by_name = {v.name: v for v in new.values}
-    kept = [v.model_copy(update={"items": by_name[v.name].items}) for v in old.values if v.name in by_name]
+    kept = [v.model_copy(update={"items": by_name[v.name].items, "display": _with_new_languages(v.display, by_name[
+        v.name].display), "synonyms": _with_new_languages(v.synonyms, by_name[v.name].synonyms)})
+        for v in old.values if v.name in by_name]
     added = [v for v in new.values if v.name not in set(old.value_names)]
     values = kept + added if old.values else new.values
     names = {normal(v.name) for v in values}
     values = [v.model_copy(update={"synonyms": {lang: [w for w in words if normal(w) not in names - {normal(v.name)}]
                                                 for lang, words in v.synonyms.items()}}) for v in values]
-    return old.model_copy(update={"values": values, "applies_to": new.applies_to})
+    fresh = {r.word: r for r in new.relative}
+    relative = [r.model_copy(update={"phrases": _with_new_languages(r.phrases, fresh[r.word].phrases),
+                                     "display": _with_new_languages(r.display, fresh[r.word].display)})
+                if r.word in fresh else r for r in old.relative]
+    return old.model_copy(update={"values": values, "applies_to": new.applies_to, "relative": relative,
+                                  "display": _with_new_languages(old.display, new.display),
+                                  "generic": _with_new_languages(old.generic, new.generic)})
+
+
+def _with_new_languages(kept: dict, inferred: dict) -> dict:
+    """The shop's words per language, plus the inferred ones of every language the shop's file does not list."""
+    return {**kept, **{language: words for language, words in inferred.items() if language not in kept}}

@@ -31,12 +31,18 @@ class RelativeWord(BaseModel):
     phrases: Words = Field(default_factory=dict)
     label: str | None = None
     edit: str | None = None
+    display: dict[str, str] = Field(default_factory=dict)
+
+    def shown(self, language: str = "en") -> str:
+        """The chip a user of ``language`` sees for this edit ("shorter sleeves", 袖を短く)."""
+        return self.display.get(language) or self.label or self.word
 
 
 class LexiconValue(BaseModel):
     """One known value of a concept: its synonyms per language and how it is said and shown."""
 
     synonyms: Words = Field(default_factory=dict)
+    display: dict[str, str] = Field(default_factory=dict)
     label: str | None = None
     edit: str | None = None
     caption: str | None = None
@@ -49,6 +55,7 @@ class Concept(BaseModel):
     """A kind of attribute shops have (colour, size, material...)."""
 
     columns: list[str] = Field(default_factory=list)
+    display: dict[str, str] = Field(default_factory=dict)
     generic: Words = Field(default_factory=dict)
     absent: str | None = None
     ordered: list[str] = Field(default_factory=list)

@@ -94,7 +94,8 @@ def test_shopify_2024_schema():
         "gender": attr(["male"], applies_to=["Shirts"], concept="gender"),
     }
     color = schema.attribute("color")
-    assert color.value("Tan").synonyms == {"en": ["camel"]} and color.value("Tan").rgb == COLOURS["tan"].rgb
+    assert color.value("Tan").synonyms["en"] == ["camel"] and color.value("Tan").rgb == COLOURS["tan"].rgb
+    assert "キャメル" in color.value("Tan").synonyms["ja"] and color.value("Tan").shown("ja") == "キャメル"
     assert color.value("Sage").synonyms == {} and color.value("Sage").rgb is None  # not a lexicon colour
     assert [r.word for r in schema.attribute("size").relative] == ["smaller", "bigger"]
     assert numeric(schema) == [("price", 59.0, 98.0, None)]
@@ -117,7 +118,7 @@ def test_merchant_tsv_schema():
         "pattern": attr(["solid", "woven"], concept="pattern", absent="solid"),
     }
     assert schema.attribute("pattern").value("solid").label == "plain"
-    assert schema.attribute("material").value("straw").synonyms == {"en": ["raffia", "rattan", "wicker"]}
+    assert schema.attribute("material").value("straw").synonyms["en"] == ["raffia", "rattan", "wicker"]
     assert numeric(schema)[0] == ("price", 45.5, 79.0, "USD")
     assert schema.price is not None and schema.price.unit == "USD"
     assert schema.text == ["title", "description"]
@@ -155,7 +156,7 @@ def test_plain_csv_schema():
         "category": attr(["skirt", "trousers"], concept="category"),
         "colour": attr(["blue", "maroon"], concept="colour"),
         "pattern": attr(["checked", "solid", "striped"], concept="pattern", absent="solid"),
-        material: attr(["ウール", "綿"]),
+        material: attr(["ウール", "綿"], concept="material"),  # the lexicon's Japanese words name the concept
     }
     # rows 2 (no image) and 3 (no id) are not items; row 4 has no price
     assert [v.items for v in schema.attribute("colour").values] == [1, 2]
@@ -445,7 +446,7 @@ def test_shop_edits_survive_reinference_and_change_what_the_parser_understands(t
     schema = infer_schema(SHOP_COLUMNS, later, previous=edited)
 
     colour, fit = schema.attribute("colour"), schema.attribute("fit")
-    assert colour.display == {"en": "Shade", "de": "Farbe"} and colour.shown("de") == "Farbe"
+    assert colour.display == {"en": "Shade", "de": "Farbe", "ja": "色"} and colour.shown("de") == "Farbe"
     assert colour.shown("fr") == "Shade"
     assert colour.value("red").synonyms["fr"] == ["rouge", "vermillon"]
     assert colour.value("red").synonyms["de"] == ["rot"]
@@ -456,7 +457,7 @@ def test_shop_edits_survive_reinference_and_change_what_the_parser_understands(t
     assert "material" not in schema.caption.order
     assert fit.ordered and fit.value_names == ["slim", "regular", "relaxed", "oversized"]
     assert [r.word for r in fit.relative] == ["looser", "tighter"]
-    assert schema.languages == ["en", "de", "fr"]
+    assert schema.languages == ["en", "de", "fr", "ja"]
     assert schema.text == ["title"]
 
     # and what the parser now understands
