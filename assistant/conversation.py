@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from assistant.instruction import Instruction
+from assistant.messages import DEFAULT_LANGUAGE, examples, text
 from assistant.parser import NONE_OF_THESE, START_OVER, UNDO, Parsed
 from retrieval.catalog_schema import CatalogSchema
 
@@ -51,6 +52,12 @@ class Reference:
     @classmethod
     def upload(cls, sha256: str, path: str) -> Reference:
         return cls("upload", sha256, path, "your photo")
+
+    def shown(self, language: str = DEFAULT_LANGUAGE) -> str:
+        """The reference's chip for a user of ``language`` (ref #123, 基準 #123)."""
+        if language == DEFAULT_LANGUAGE:
+            return self.label
+        return text(language, "reference", id=self.key) if self.kind == "catalog" else text(language, "your_photo")
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,7 @@ class PickEvent:
     where: str | None
     shown: list[ShownItem]
     turns: int
+    language: str = DEFAULT_LANGUAGE
 
 
 def with_instruction(snapshot: Snapshot, instruction: Instruction, schema: CatalogSchema) -> Snapshot:
@@ -127,6 +135,7 @@ class Conversation:
     turns: int = 0
     picks: list[ShownItem] = field(default_factory=list)
     shortlist: dict[str, ShownItem] = field(default_factory=dict)
+    language: str = DEFAULT_LANGUAGE
 
     @property
     def reference(self) -> Reference | None:
@@ -212,7 +221,7 @@ class Conversation:
         """Make ``item`` the reference (instructions restart) and return what the triplet log records."""
         event = PickEvent(item=item, reference=self.reference, instructions=list(self.instructions),
                           said=self.query()[1], composed_text=self.last_query, mode=self.last_mode,
-                          where=self.last_where, shown=list(self.shown), turns=self.turns)
+                          where=self.last_where, shown=list(self.shown), turns=self.turns, language=self.language)
         self._push(Snapshot(reference=Reference.catalog(item, self.schema), rejected=self.rejected))
         self.picks.append(item)
         self.turns = 0
@@ -226,19 +235,38 @@ class Conversation:
         free = [i.text for i in self.instructions if i.attribute is None]
         return None, ([self.schema.describe(slots)] if slots else []) + free
 
-    def chips(self) -> list[str]:
-        """The parsed state as short labels: reference first, then instructions in order."""
-        head = [self.reference.label] if self.reference else []
-        return head + [i.label for i in self.instructions]
+    def chips(self, language: str | None = None) -> list[str]:
+        """The parsed state as short labels in the user's language: reference first, then instructions in order."""
+        language = language or self.language
+        head = [self.reference.shown(language)] if self.reference else []
+        return head + [self.chip(i, language) for i in self.instructions]
 
-    def describe(self) -> str:
-        """The visible state line: ``searching for: ref #123 + blue + short sleeves``."""
+    def chip(self, instruction: Instruction, language: str) -> str:
+        """One instruction's label: the value's display name in ``language`` (半袖), free text quoted."""
+        if language == DEFAULT_LANGUAGE:
+            return instruction.label
+        if instruction.attribute is None:
+            return text(language, "quote", text=instruction.text)
+        found = self.schema.attribute(instruction.attribute)
+        return found.label(str(instruction.value), language) if found is not None else instruction.label
+
+    def describe(self, language: str | None = None) -> str:
+        """The visible state line: ``searching for: ref #123 + blue + short sleeves`` (検索条件：基準 #123 + 青…)."""
+        language = language or self.language
         if not self.searchable:
-            return f"searching for: nothing yet (describe {self.schema.describe({})} or upload a photo)"
-        line = "searching for: " + " + ".join(self.chips())
+            return text(language, "searching_nothing", example=self.example(language))
+        line = text(language, "searching_for") + " + ".join(self.chips(language))
         if self.rejected:
-            line += f" (hiding {len(self.rejected)} rejected)"
+            line += text(language, "hiding_state", n=len(self.rejected))
         return line
+
+    def example(self, language: str | None = None) -> str:
+        """What to describe when nothing is asked yet: the catalog's noun in English (a garment), an example
+        description in a language the captions are not in (ベージュの無地のワンピース)."""
+        language = language or self.language
+        if language == DEFAULT_LANGUAGE:
+            return self.schema.describe({})
+        return examples(self.schema, language)[0]
 
     def add_to_shortlist(self, item: ShownItem) -> bool:
         if item.id in self.shortlist:

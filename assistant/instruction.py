@@ -9,14 +9,17 @@ verbatim, never dropped.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from retrieval.catalog_schema import CatalogSchema
 
 
 @dataclass(frozen=True)
 class Instruction:
-    """A parsed instruction; ``attribute`` is None for free text, ``relative`` for one step along an order."""
+    """A parsed instruction; ``attribute`` is None for free text, ``relative`` for one step along an order.
+
+    ``message`` is the whole message it came from as the user typed it (in any language), for the pick log.
+    """
 
     text: str
     attribute: str | None = None
@@ -24,6 +27,7 @@ class Instruction:
     said: str = ""
     chip: str = ""
     relative: bool = False
+    message: str = field(default="", compare=False)
 
     @property
     def label(self) -> str:
@@ -33,7 +37,9 @@ class Instruction:
         return self.chip or str(self.value)
 
     def to_dict(self) -> dict[str, str | None]:
-        return {"text": self.text, "attribute": self.attribute, "value": self.value, "said": self.said}
+        """The logged form: the words the model read, the canonical slot and value, and what the user said."""
+        fields = {"text": self.text, "attribute": self.attribute, "value": self.value, "said": self.said}
+        return {**fields, "message": self.message} if self.message else fields
 
     @classmethod
     def free(cls, text: str, said: str = "") -> Instruction:

@@ -73,16 +73,24 @@ def system_prompt(schema: CatalogSchema) -> str:
     vocabulary = "\n".join(lines) or "- (this catalog has no attributes: use free_text)"
     examples = []
     for attribute in sorted(schema.attributes, key=lambda a: a.name == schema.category):
-        said = next(((w[0], v.name) for v in attribute.values for w in v.synonyms.values() if w), None)
-        if said is not None:
-            examples.append(f"{said[0]} -> {said[1]}")
-    examples = examples[:4]
+        for language in schema.languages:
+            said = next(((v.synonyms[language][0], v.name) for v in attribute.values if v.synonyms.get(language)),
+                        None)
+            if said is not None:
+                examples.append(f"{said[0]} -> {said[1]}")
+    examples = examples[:4 * len(schema.languages)]
     synonyms = f" (e.g. {', '.join(examples)})" if examples else ""
+    spoken = ", ".join(schema.languages)
     return (
         f"You turn a shopper's chat message into structured edits for an image search over {schema.describe({})}"
         f" catalog.\nAttributes and their allowed values:\n{vocabulary}\n"
-        f"Map synonyms to allowed values{synonyms}. Anything else the shopper wants goes to free_text unchanged. "
-        "Commands: 'undo', 'start_over', 'none_of_these' (rejects the items shown); otherwise 'none'."
+        f"The message may be in any of these languages ({spoken}) or mix them; Japanese has no spaces between words. "
+        f"Always answer with the allowed values above, whatever the language of the message. "
+        f"Map synonyms to allowed values{synonyms}. Negation says what is wanted instead (\"no stripes\", "
+        "ストライプなし -> the pattern's plain value; 赤じゃなくて青 -> only the second value). "
+        "Anything else the shopper wants goes to free_text unchanged, in the shopper's words and language. "
+        "Commands: 'undo' (undo, 元に戻して), 'start_over' (start over, 最初から), 'none_of_these' (rejects the items "
+        "shown: none of these, どれも違う); otherwise 'none'."
     )
 
 

@@ -16,43 +16,21 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from assistant import messages
+from assistant.grammar import GRAMMARS, NONE_OF_THESE, START_OVER, UNDO
 from assistant.instruction import Instruction, slot
+from assistant.tokens import join_tokens, language_of, tokenize
 from assistant.vocabulary import Meaning, Vocabulary
+from retrieval.catalog_schema import CatalogSchema
 
 MAX_CHARS = 400
-UNDO, START_OVER, NONE_OF_THESE = "undo", "start_over", "none_of_these"
 COMMANDS = (UNDO, START_OVER, NONE_OF_THESE)
-
-NEGATORS = ("no", "not", "without", "remove", "lose", "drop", "minus", "non", "get rid of", "cut off", "take off",
-            "take away", "don't want", "dont want", "do not want", "less", "rather than", "instead of", "other than",
-            "but not", "anything but")
-FILLER = frozenset((
-    "a", "an", "the", "it", "its", "it's", "this", "that", "these", "those", "one", "ones", "thing", "something",
-    "make", "makes", "made", "making", "i", "i'd", "i'm", "im", "id", "me", "my", "we", "us", "our", "you", "your",
-    "want", "wanted", "wants", "would", "like", "prefer", "preferably", "please", "pls", "could", "can", "may",
-    "might", "show", "find", "get", "give", "version", "same", "instead", "actually", "rather", "in", "with", "to",
-    "of", "for", "on", "at", "change", "changed", "switch", "turn", "colour", "color", "more", "much", "bit",
-    "little", "maybe", "just", "is", "be", "are", "was", "looking", "look", "looks", "need", "some", "also", "now",
-    "again", "let's", "lets", "try", "put", "add", "have", "has", "oh", "ok", "okay", "sorry", "wait", "yes", "yeah",
-    "hmm", "um", "kind", "sort", "very", "really", "quite", "so", "too", "all", "over", "them", "they", "do", "does",
-    "go", "got", "should", "how", "about", "what", "if", "into", "as", "see", "but", "then", "and", "or", "thanks",
-    "thank", "than", "style", "one's", "length", "neckline", "neck", "cut", "shape", "even", "slightly",
-    "lot", "way",
-))
-SEPARATORS = frozenset({",", ".", ";", ":", "!", "?", "、", "。", "and", "but", "then", "also", "plus", "&", "+",
-                        "or"})
-COMMAND_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    (UNDO, re.compile(r"^(?:undo(?: that| it| the last(?: one| change)?)?|go back|back|revert(?: that)?|"
-                      r"take (?:that|it) back)\b(?:$|[,.;:!-]+\s*)")),
-    (START_OVER, re.compile(r"^(?:start (?:over|again|afresh|from scratch)|restart|reset|new search|clear(?: all)?|"
-                            r"begin again|from scratch|forget (?:it|that|everything))\b(?:$|[,.;:!-]+\s*)")),
-    (NONE_OF_THESE, re.compile(r"^(?:none of (?:these|those|them|the above)(?: (?:work|are right|fit))?|none|"
-                               r"not (?:these|those|any of (?:these|them))|neither|nothing here|no good|"
-                               r"show me (?:others|other ones|something else|different ones|more)|something else|"
-                               r"i (?:do not|don'?t) like (?:these|those|any(?: of (?:these|them|those))?))"
-                               r"\b(?:$|[,.;:!-]+\s*)")),
-)
-TOKEN = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*|[,.;:!?&+、。]|[\u2600-\u27bf\U0001f000-\U0001faff]")
+NEGATOR_PHRASES = frozenset(tuple(tokenize(n)) for g in GRAMMARS for n in g.negators)
+POSTFIX_NEGATOR_PHRASES = frozenset(tuple(tokenize(n)) for g in GRAMMARS for n in g.postfix_negators)
+FILLER_PHRASES = frozenset(tuple(tokenize(w)) for g in GRAMMARS for w in g.filler)
+SEPARATORS = frozenset(s for g in GRAMMARS for s in g.separators)
+COMMAND_PATTERNS = tuple(pattern for g in GRAMMARS for pattern in g.commands)
+LONGEST_FUNCTION_PHRASE = max(len(p) for p in NEGATOR_PHRASES | POSTFIX_NEGATOR_PHRASES | FILLER_PHRASES)
 
 
 @dataclass(frozen=True)
@@ -63,10 +41,16 @@ class Unavailable:
     value: str
     said: str
     closest: tuple[str, ...] = ()
+    display: Mapping[str, str] = field(default_factory=dict, compare=False)
 
-    def message(self) -> str:
-        closest = f"; closest: {', '.join(self.closest)}" if self.closest else ""
-        return f"No {self.value} items here{closest}."
+    def message(self, language: str = messages.DEFAULT_LANGUAGE, schema: CatalogSchema | None = None) -> str:
+        """"No grey items here; closest: black, navy", the values named as a user of ``language`` reads them."""
+        closest = list(self.closest)
+        if schema is not None:
+            closest = messages.value_names(schema, self.attribute, closest, language)
+        separator = messages.text(language, "list_separator")
+        listed = messages.text(language, "closest", values=separator.join(closest)) if closest else ""
+        return messages.text(language, "unavailable", value=self.display.get(language) or self.value, closest=listed)
 
 
 @dataclass
@@ -78,6 +62,7 @@ class Parsed:
     source: str = "rules"
     note: str | None = None
     unavailable: list[Unavailable] = field(default_factory=list)
+    not_understood: list[str] = field(default_factory=list)
 
 
 def clean_text(text: str, max_chars: int = MAX_CHARS) -> str:
@@ -86,18 +71,6 @@ def clean_text(text: str, max_chars: int = MAX_CHARS) -> str:
     text = text.replace("\u2019", "'").replace("\u2018", "'")
     text = "".join(ch if ch.isprintable() else " " for ch in text)
     return re.sub(r"\s+", " ", text).strip()[:max_chars]
-
-
-NEGATOR_PHRASES = frozenset(tuple(n.split()) for n in NEGATORS)
-LONGEST_NEGATOR = max(len(n) for n in NEGATOR_PHRASES)
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-case word tokens with hyphenated words split into their parts, punctuation kept."""
-    tokens = []
-    for token in TOKEN.findall(text.lower()):
-        tokens.extend(token.split("-") if "-" in token else [token])
-    return tokens
 
 
 def _clauses(tokens: list[str]) -> list[list[str]]:
@@ -120,29 +93,69 @@ class _Match:
     end: int
     meaning: Meaning
     negated: bool = False
+    said_from: int | None = None
 
 
-def _matches(clause: list[str], vocabulary: Vocabulary, known: Mapping[str, str]) -> tuple[list[_Match], set[int]]:
-    """Vocabulary matches (longest first, left to right) and the positions of negating words."""
-    matches, negators, i, pending = [], set(), 0, False
-    longest = max(vocabulary.longest, LONGEST_NEGATOR)
+@dataclass
+class _Reading:
+    """A clause as the matcher read it: vocabulary matches, and the positions of negating and filler words."""
+
+    matches: list[_Match]
+    negators: set[int]
+    filler: set[int]
+
+
+def _matches(clause: list[str], vocabulary: Vocabulary, known: Mapping[str, str]) -> _Reading:
+    """Vocabulary matches, longest first and left to right, with negation before (no red) or after (赤じゃなくて)."""
+    read = _Reading([], set(), set())
+    i, pending = 0, False
+    longest = max(vocabulary.longest, LONGEST_FUNCTION_PHRASE)
     while i < len(clause):
         for n in range(min(longest, len(clause) - i), 0, -1):
             window = tuple(clause[i:i + n])
             meanings = vocabulary.meanings(window)
             if window in NEGATOR_PHRASES and (n > 1 or not meanings):
-                negators.update(range(i, i + n))
+                read.negators.update(range(i, i + n))
                 pending = True
-                i += n
-                break
-            if meanings:
-                matches.append(_Match(i, i + n, vocabulary.choose(meanings, known), negated=pending))
+            elif window in POSTFIX_NEGATOR_PHRASES and not meanings:
+                read.negators.update(range(i, i + n))
+                last = read.matches[-1] if read.matches else None
+                if last is not None and not last.negated and set(range(last.end, i)) <= read.filler:
+                    last.negated, last.said_from, last.end = True, last.start, i + n
+            elif meanings:
+                read.matches.append(_Match(i, i + n, vocabulary.choose(meanings, known), negated=pending))
                 pending = False
-                i += n
-                break
+            elif window in FILLER_PHRASES or window in vocabulary.attribute_phrases:
+                read.filler.update(range(i, i + n))
+            else:
+                continue
+            i += n
+            break
         else:
             i += 1
-    return matches, negators
+    return read
+
+
+def _attach_generic_words(read: _Reading, vocabulary: Vocabulary) -> list[_Match]:
+    """An attribute named just before a relative word takes it (袖を短く, the sleeves a bit longer); an attribute
+    named beside one of its values says nothing more (袖を長袖に)."""
+    merged: list[_Match] = []
+    for m in read.matches:
+        before = merged[-1] if merged else None
+        generic = before is not None and before.meaning.value is None and not before.negated
+        if generic and m.meaning.value is not None and not m.negated \
+                and set(range(before.end, m.start)) <= read.filler | read.negators:
+            attribute = vocabulary.schema.attribute(before.meaning.attribute)
+            if attribute is not None and attribute.relative_word(m.meaning.value) is not None:
+                merged[-1] = _Match(before.start, m.end, Meaning(attribute.name, m.meaning.value))
+                continue
+        merged.append(m)
+    named = {m.meaning.attribute for m in merged if m.meaning.value is not None}
+    kept = [m for m in merged if m.negated or m.meaning.value is not None or m.meaning.attribute not in named]
+    for m in merged:
+        if m not in kept:
+            read.filler.update(range(m.start, m.end))
+    return kept
 
 
 @dataclass
@@ -153,25 +166,28 @@ class _Clause:
 
 
 def _parse_clause(clause: list[str], vocabulary: Vocabulary, known: Mapping[str, str]) -> _Clause:
-    matches, negators = _matches(clause, vocabulary, known)
+    read = _matches(clause, vocabulary, known)
+    matches = _attach_generic_words(read, vocabulary)
+    skipped = read.filler | read.negators
     out = _Clause([], [], {})
     cursor = 0
 
     def free_span(start: int, end: int) -> None:
         words = clause[start:end]
-        if any(w not in FILLER and w not in vocabulary.attribute_words and i + start not in negators
-               for i, w in enumerate(words)):
-            out.instructions.append(Instruction.free(" ".join(words)))
+        if any(w not in vocabulary.attribute_words and i + start not in skipped for i, w in enumerate(words)):
+            out.instructions.append(Instruction.free(join_tokens(words)))
 
     for m in matches:
-        said = " ".join(clause[cursor:m.end]) if m.negated else " ".join(clause[m.start:m.end])
-        free_span(cursor, m.start if not m.negated else _negation_start(clause, cursor, m.start, negators))
+        prefixed = m.negated and m.said_from is None
+        said = join_tokens(clause[(cursor if prefixed else m.start):m.end])
+        free_span(cursor, _negation_start(cursor, m.start, read.negators) if prefixed else m.start)
         cursor = m.end
         attribute, value = m.meaning.attribute, m.meaning.value
         if not m.meaning.carried:
             if not m.negated:
                 out.unavailable.append(Unavailable(attribute, str(value), said,
-                                                   tuple(vocabulary.closest(attribute, str(value)))))
+                                                   tuple(vocabulary.closest(attribute, str(value))),
+                                                   vocabulary.display(attribute, str(value))))
             continue
         if m.negated:
             wanted = vocabulary.negated(attribute, value)
@@ -187,13 +203,34 @@ def _parse_clause(clause: list[str], vocabulary: Vocabulary, known: Mapping[str,
         schema_attribute = vocabulary.schema.attribute(attribute)
         if schema_attribute is not None and schema_attribute.relative_word(value) is not None:
             attribute = vocabulary.relative_attribute(attribute, value, known)
-        out.instructions.append(slot(vocabulary.schema, attribute, value, said=said, known=known))
+        instruction = slot(vocabulary.schema, attribute, value, said=said, known=known)
+        if m.negated:
+            out.negated[id(instruction)] = attribute
+        out.instructions.append(instruction)
     free_span(cursor, len(clause))
     return out
 
 
-def _negation_start(clause: list[str], start: int, end: int, negators: set[int]) -> int:
+def _negation_start(start: int, end: int, negators: set[int]) -> int:
     return next((i for i in range(start, end) if i in negators), end)
+
+
+def readable_part(words: str, languages: frozenset[str]) -> tuple[str, list[str]]:
+    """Free text split by what a text tower reading ``languages`` can use: (the readable words, or "" when they are
+    only filler; each run of words in another language)."""
+    tokens = tokenize(words)
+    readable: list[str] = []
+    unread: list[list[str]] = []
+    for i, token in enumerate(tokens):
+        if language_of(token) in languages or token in SEPARATORS:
+            readable.append(token)
+        elif unread and i > 0 and language_of(tokens[i - 1]) == language_of(token):
+            unread[-1].append(token)
+        else:
+            unread.append([token])
+    if all((w,) in FILLER_PHRASES or w in SEPARATORS for w in readable):
+        readable = []
+    return join_tokens(readable), [join_tokens(run) for run in unread]
 
 
 def match_command(text: str) -> tuple[str | None, str]:
@@ -209,13 +246,15 @@ def match_command(text: str) -> tuple[str | None, str]:
 def parse_rules(text: str, vocabulary: Vocabulary, known: Mapping[str, str] | None = None) -> Parsed:
     """Parse a message with the rules; ``known`` holds the current attribute values for relative edits.
 
-    A negated value with nothing to stand for ("not green") is dropped when the same message asks for another value
-    of that attribute ("not green — orange" gives orange); alone, it stays as free text.
+    A negated value is dropped when the same message asks for another value of that attribute ("not green —
+    orange" gives orange, ストライプじゃなくて水玉 dotted); alone, it stands for what it can ("no stripes" is plain) or
+    stays as free text ("not green").
     """
     known = dict(known or {})
     command, rest = match_command(clean_text(text))
     clauses = [_parse_clause(c, vocabulary, known) for c in _clauses(tokenize(rest))]
-    slotted = {i.attribute for c in clauses for i in c.instructions if i.attribute is not None}
+    slotted = {i.attribute for c in clauses for i in c.instructions
+               if i.attribute is not None and id(i) not in c.negated}
     instructions = [i for c in clauses for i in c.instructions if c.negated.get(id(i)) not in slotted]
     unavailable = [u for c in clauses for u in c.unavailable]
     return Parsed(command=command, instructions=instructions, unavailable=unavailable)

@@ -34,6 +34,7 @@ class Searcher(Protocol):
 
     model_version: str
     schema: CatalogSchema
+    text_languages: frozenset[str]
 
     def search(self, reference: str | None, instructions: Sequence[str], where: str | None, k: int,
                exclude: Sequence[str]) -> Results: ...
@@ -67,6 +68,11 @@ class CatalogSearcher:
         self.model_version = version or model_version(encoder)
         self.schema = store.catalog_schema
         self.status = status
+
+    @property
+    def text_languages(self) -> frozenset[str]:
+        """The languages the model's text tower reads; free text in others is reported as not understood."""
+        return self.encoder.backbone.text_languages
 
     def use(self, encoder: QueryEncoder) -> None:
         """Switch to another model between turns (the demo's two-stage model once it has trained)."""

@@ -135,6 +135,7 @@ class TripletLog:
             "shown": [s.to_dict() for s in event.shown],
             "turns": event.turns,
             "model": model_version,
+            "language": event.language,
         }
         self.append(record)
         if stored is not None:

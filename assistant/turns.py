@@ -11,12 +11,13 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from assistant.conversation import Conversation, ShownItem
 from assistant.log_retention import Retention, delete_session
-from assistant.parser import NONE_OF_THESE, START_OVER, UNDO, Parsed, RuleParser, clean_text
+from assistant.messages import examples, language_names, quoted, sentences, text
+from assistant.parser import NONE_OF_THESE, START_OVER, UNDO, Parsed, RuleParser, clean_text, readable_part
 from assistant.searcher import Searcher
 from assistant.triplet_log import TripletLog
 from assistant.turn_log import TurnLog, turn_log_path
@@ -100,22 +101,47 @@ class Assistant:
     def start(self, session_id: str) -> Conversation:
         return Conversation(session_id=session_id, schema=self.schema)
 
-    def say(self, conv: Conversation, text: str = "", image: str | None = None, filters: Filters = Filters(),
+    def say(self, conv: Conversation, message: str = "", image: str | None = None, filters: Filters = Filters(),
             progress: Progress = _quiet) -> Reply:
         """A chat message: text, an uploaded photo, or both."""
-        text = clean_text(text)
-        if not text and not image:
-            return self._reply(conv, "Tell me what you are looking for, or upload a photo.", ok=False)
+        message = clean_text(message)
+        language = conv.language
+        if not message and not image:
+            return self._reply(conv, text(language, "empty"), ok=False)
         upload = None
         if image:
             progress(0.1, "reading your photo")
             try:
                 upload = self.uploads.add(image)
             except ImageRejected as err:
-                return self._reply(conv, f"I could not use that image: {err.reason}. Nothing changed.", ok=False)
+                return self._reply(conv, text(language, "bad_image", reason=err.reason), ok=False)
         progress(0.3, "understanding your message")
-        parsed = self.parser.parse(text, conv.known()) if text else Parsed()
-        return self._turn(conv, parsed, upload, filters, progress)
+        parsed = self.parser.parse(message, conv.known()) if message else Parsed()
+        parsed.instructions = [replace(i, message=message) for i in parsed.instructions]
+        return self._turn(conv, self.readable(parsed), upload, filters, progress)
+
+    @property
+    def text_languages(self) -> frozenset[str] | None:
+        """The languages the search model's text tower reads (None: not known, so everything is passed on)."""
+        return getattr(self.searcher, "text_languages", None)
+
+    def readable(self, parsed: Parsed) -> Parsed:
+        """``parsed`` without the free-text words the text tower cannot read, which are listed as not understood
+        instead of being passed on (Japanese words to an English-only tower)."""
+        languages = self.text_languages
+        if languages is None:
+            return parsed
+        kept = []
+        for instruction in parsed.instructions:
+            if instruction.attribute is not None:
+                kept.append(instruction)
+                continue
+            readable, unread = readable_part(instruction.text, languages)
+            parsed.not_understood.extend(unread)
+            if readable:
+                kept.append(replace(instruction, text=readable))
+        parsed.instructions = kept
+        return parsed
 
     def command(self, conv: Conversation, command: str, filters: Filters = Filters(),
                 progress: Progress = _quiet) -> Reply:
@@ -125,15 +151,17 @@ class Assistant:
     def refresh(self, conv: Conversation, filters: Filters = Filters(), progress: Progress = _quiet) -> Reply:
         """Search again with the same state, e.g. after the filters changed."""
         if not conv.searchable:
-            return self._reply(conv, "Filters set; tell me what you are looking for.")
-        return self._search_reply(conv, filters, progress, self._results_message, "refresh")
+            return self._reply(conv, text(conv.language, "filters_set"))
+        return self._search_reply(conv, filters, progress, lambda n: text(conv.language, "new_filters", n=n),
+                                  "refresh")
 
     def pick(self, conv: Conversation, item_id: str, filters: Filters = Filters(), consent: bool = False,
              progress: Progress = _quiet) -> Reply:
         """The user chose a shown item: log the triplet durably, then make the item the reference."""
         item = conv.find_shown(str(item_id))
+        language = conv.language
         if item is None:
-            return self._reply(conv, f"Item {item_id} is not among the results shown; pick one of those.", ok=False)
+            return self._reply(conv, text(language, "not_shown", item=item_id), ok=False)
         saved = _snapshot(conv)
         event = conv.pick(item)
         record = None
@@ -146,14 +174,12 @@ class Assistant:
                 record = self.log.record(event, conv.session_id, self.searcher.model_version, upload_png, consent)
             except OSError as err:
                 _restore(conv, saved)
-                return self._reply(conv, f"Your pick could not be saved ({err}); nothing changed, please retry.",
-                                   ok=False)
+                return self._reply(conv, text(language, "pick_not_saved", error=err), ok=False)
         name = item.metadata.get(self.schema.roles.get("name", "name")) or f"#{item.id}"
-        hint = ", ".join(f"“{e}”" for e in self.schema.examples()[1])
-        saved_note = " and saved it" if record is not None else ""
-        reply = self._search_reply(conv, filters, progress, lambda n: (
-            f"You picked {name} (rank {item.rank}){saved_note}. It is now the reference: tell me what to change "
-            f"(e.g. {hint}). Here are {n} similar items."), "pick")
+        hint = quoted(language, examples(self.schema, language)[1])
+        saved_note = text(language, "picked_saved") if record is not None else ""
+        reply = self._search_reply(conv, filters, progress, lambda n: text(
+            language, "picked", name=name, rank=item.rank, saved=saved_note, hint=hint, n=n), "pick")
         reply.logged = record
         return reply
 
@@ -161,34 +187,36 @@ class Assistant:
         saved = _snapshot(conv)
         had_history = bool(conv.history)
         changed = conv.apply(parsed, upload)
+        language = conv.language
         notes = [parsed.note] if parsed.note else []
-        notes += [u.message() for u in parsed.unavailable]
-        if parsed.unavailable and not changed and parsed.command is None and upload is None:
-            return self._reply(conv, " ".join([*notes, "Nothing changed."]))
+        notes += [u.message(language, self.schema) for u in parsed.unavailable]
+        if parsed.not_understood:
+            notes.append(text(language, "not_understood", words=quoted(language, parsed.not_understood),
+                              languages=language_names(language, sorted(self.text_languages or ()))))
+        if (parsed.unavailable or parsed.not_understood) and not changed and parsed.command is None \
+                and upload is None:
+            return self._reply(conv, sentences(language, [*notes, text(language, "nothing_changed")]))
         if parsed.command == UNDO and not had_history:
-            notes.append("There is nothing to undo.")
+            notes.append(text(language, "nothing_to_undo"))
         if not conv.searchable:
             conv.record_results(None, None, None, [])
-            opening = "Starting over." if parsed.command in (START_OVER, UNDO) else "Nothing to search for yet."
-            return self._reply(conv, " ".join([opening, *notes,
-                                               f"Describe {self.schema.describe({})} or upload a photo."]))
+            opening = text(language, "starting_over" if parsed.command in (START_OVER, UNDO) else "nothing_yet")
+            return self._reply(conv, sentences(language, [
+                opening, *notes, text(language, "describe_or_upload", example=conv.example(language))]))
         if parsed.command is None and upload is None and not changed:
-            notes.append("That did not change the search.")
+            notes.append(text(language, "no_change"))
         if parsed.command == NONE_OF_THESE:
-            notes.append(f"Hiding {len(conv.rejected)} rejected item(s) from now on.")
+            notes.append(text(language, "hiding", n=len(conv.rejected)))
         free = [i.text for i in parsed.instructions if i.attribute is None]
         if free:
-            notes.append("Passing " + ", ".join(f"“{t}”" for t in free) + " to the model as free text.")
-        reply = self._search_reply(conv, filters, progress, lambda n: " ".join(
-            [*notes, f"Here are {n} items for {conv.describe().removeprefix('searching for: ')}.",
-             "Click one to pick it."]), parsed.command or "message")
+            notes.append(text(language, "free_text", words=quoted(language, free)))
+        reply = self._search_reply(conv, filters, progress, lambda n: sentences(language, [
+            *notes, text(language, "results", n=n, state=conv.describe(language).removeprefix(
+                text(language, "searching_for"))), text(language, "click_to_pick")]), parsed.command or "message")
         if not reply.ok:
             _restore(conv, saved)
             reply.state_line, reply.chips = conv.describe(), conv.chips()
         return reply
-
-    def _results_message(self, n: int) -> str:
-        return f"Here are {n} items with the new filters."
 
     def _search_reply(self, conv: Conversation, filters: Filters, progress: Progress,
                       message: Callable[[int], str], action: str) -> Reply:
@@ -198,16 +226,16 @@ class Assistant:
         try:
             results = self.searcher.search(reference, instructions, where, self.k, sorted(conv.rejected))
         except (BadFilter, ReferenceNotFound, ImageRejected, ValueError) as err:
-            return self._reply(conv, f"The search failed: {err}. Nothing changed.", ok=False)
+            return self._reply(conv, text(conv.language, "search_failed", error=err), ok=False)
         shown = [ShownItem(h.id, rank, float(h.score), h.path, dict(h.metadata))
                  for rank, h in enumerate(results.hits, start=1)]
         conv.record_results(results.query, results.mode, where, shown)
         self._log_turn(conv, len(shown), action, results.mode)
         progress(1.0, "done")
-        text = message(len(shown)) if shown else "Nothing in the catalog matches these filters; try loosening them."
+        said = message(len(shown)) if shown else text(conv.language, "no_match")
         if results.note:
-            text += f" (Note: {results.note}.)"
-        return Reply(text, shown, conv.describe(), conv.chips(), results.query, results.mode)
+            said += text(conv.language, "note", note=results.note)
+        return Reply(said, shown, conv.describe(), conv.chips(), results.query, results.mode)
 
     def _log_turn(self, conv: Conversation, results: int, action: str, mode: str | None) -> None:
         """Statistics only: a turn log that cannot be written must not cost the shopper the answer."""

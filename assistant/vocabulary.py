@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from assistant.tokens import tokenize, unspaced
 from retrieval.catalog_schema import UNSPOKEN, Attribute, CatalogSchema
 from retrieval.lexicon import Lexicon, load_lexicon, normal
 
@@ -31,10 +32,10 @@ class Meaning:
     carried: bool = True
 
 
-def variants(phrase: str) -> set[str]:
-    """The spellings a phrase is typed in: spaced, hyphenated, run together."""
+def variants(phrase: str) -> set[tuple[str, ...]]:
+    """The token sequences a phrase is typed as: spaced, run together (Japanese is cut into characters either way)."""
     spaced = normal(phrase)
-    return {spaced, spaced.replace(" ", "-"), spaced.replace(" ", "")}
+    return {tuple(tokenize(spaced)), tuple(tokenize(spaced.replace(" ", "")))} - {()}
 
 
 def plurals(word: str) -> set[str]:
@@ -76,13 +77,13 @@ class Vocabulary:
             self._add_uncarried(attribute)
         self.phrases = dict(self.phrases)
         self.longest = max((len(p) for p in self.phrases), default=1)
-        self.attribute_words = frozenset(
-            w for a in schema.attributes for name in (a.name, *a.display.values()) for w in normal(name).split())
+        names = [tuple(tokenize(normal(n))) for a in schema.attributes for n in (a.name, *a.display.values())]
+        self.attribute_words = frozenset(w for name in names for w in name if not unspaced(w))
+        self.attribute_phrases = frozenset(name for name in names if name and all(unspaced(w) for w in name))
 
     def _add(self, phrase: str, meaning: Meaning) -> None:
-        for variant in variants(phrase):
-            key = tuple(variant.split())
-            if key and meaning not in self.phrases[key]:
+        for key in variants(phrase):
+            if meaning not in self.phrases[key]:
                 self.phrases[key].append(meaning)
 
     def _add_carried(self, attribute: Attribute) -> None:
@@ -107,8 +108,8 @@ class Vocabulary:
         for name, entry in concept.values.items():
             if name in carried or normal(name) in UNSPOKEN:
                 continue
-            for word in (name, *(w for ws in entry.synonyms.values() for w in ws)):
-                if not any(tuple(v.split()) in self.phrases for v in variants(word)):
+            for word in (name, *entry.display.values(), *(w for ws in entry.synonyms.values() for w in ws)):
+                if not any(v in self.phrases for v in variants(word)):
                     self._add(word, Meaning(attribute.name, name, carried=False))
 
     def meanings(self, window: tuple[str, ...]) -> list[Meaning]:
@@ -148,7 +149,8 @@ class Vocabulary:
         return attribute
 
     def closest(self, attribute: str, wanted: str) -> list[str]:
-        """The carried values nearest a value the catalog lacks: by colour, by position on a scale, else all."""
+        """The names of the carried values nearest a value the catalog lacks: by colour, by position on a scale, else
+        all."""
         found = self.schema.attribute(attribute)
         if found is None:
             return []
@@ -158,11 +160,18 @@ class Vocabulary:
             target = lab(entry.rgb)
             ranked = sorted((v for v in found.values if v.rgb),
                             key=lambda v: sum((a - b) ** 2 for a, b in zip(lab(v.rgb), target, strict=True)))
-            return [v.shown() for v in ranked[:MAX_CLOSEST]]
+            return [v.name for v in ranked[:MAX_CLOSEST]]
         if concept is not None and concept.ordered and wanted in concept.ordered:
             index = concept.ordered.index
             placed = [v for v in found.values if concept.find(v.name) in concept.ordered]
             ranked = sorted(placed, key=lambda v: abs(index(concept.find(v.name)) - index(wanted)))
             if ranked:
-                return [v.shown() for v in ranked[:2]]
-        return [v.shown() for v in found.values[:MAX_LISTED]]
+                return [v.name for v in ranked[:2]]
+        return [v.name for v in found.values[:MAX_LISTED]]
+
+    def display(self, attribute: str, value: str) -> dict[str, str]:
+        """The lexicon's display names of a value this catalog lacks (グレー for grey), for telling the user so."""
+        found = self.schema.attribute(attribute)
+        concept = self.lexicon.concepts.get(found.concept or "") if found is not None else None
+        entry = concept.values.get(value) if concept is not None else None
+        return dict(entry.display) if entry is not None else {}

@@ -8,8 +8,10 @@ how the demo backbone trained by ``training`` is stored.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from PIL import Image
 MODEL_CONFIGS = Path(__file__).parent / "model_configs"
 DEMO_MODEL = "circhat-tiny-rn"
 open_clip.add_model_config(MODEL_CONFIGS)
+TEXT_PROBES = {"en": "a red striped dress with long sleeves", "ja": "赤いストライプの長袖ワンピース"}
+MAX_TOKENS_PER_CHARACTER = 1.0
 
 
 class BackboneUnavailable(RuntimeError):
@@ -109,8 +113,44 @@ class Backbone:
         """Normalised pooled embeddings and the unpooled patch tokens the mapper reads."""
         return image_features_with_patches(self.model, pixels.to(self.device))
 
+    @functools.cached_property
+    def text_languages(self) -> frozenset[str]:
+        """The languages its text tower reads, told by its tokenizer (see ``tokenizer_languages``)."""
+        return tokenizer_languages(self.tokenizer)
+
     def describe(self) -> dict[str, str | int]:
-        return {"spec": self.spec.describe(), "identity": self.identity, "embed_dim": self.embed_dim}
+        return {"spec": self.spec.describe(), "identity": self.identity, "embed_dim": self.embed_dim,
+                "text_languages": ",".join(sorted(self.text_languages))}
+
+
+def tokenizer_languages(tokenizer: Any, probes: Mapping[str, str] = TEXT_PROBES) -> frozenset[str]:
+    """The probe languages a text tokenizer has words for: a sentence in the language becomes at most one token per
+    character, none unknown.
+
+    CLIP's byte-level BPE (every standard open_clip English tower and the demo's tiny one) cuts Japanese into byte
+    fragments, about 1.5 tokens a character, so it reads English only; the sentencepiece vocabularies of the
+    multilingual towers (``xlm-roberta-base-ViT-B-32``, ``nllb-clip-*``) hold Japanese words and read both. A
+    tokenizer of a kind not known here is trusted with every language, as before.
+    """
+    readers = {}
+    for language, sentence in probes.items():
+        ids = _token_ids(tokenizer, sentence)
+        if ids is None:
+            return frozenset(probes)
+        ids, unknown = ids
+        characters = len(sentence.replace(" ", ""))
+        readers[language] = unknown not in ids and len(ids) <= MAX_TOKENS_PER_CHARACTER * characters
+    return frozenset(language for language, reads in readers.items() if reads)
+
+
+def _token_ids(tokenizer: Any, sentence: str) -> tuple[list[int], int | None] | None:
+    """(the sentence's token ids without special tokens, the unknown token's id) from an open_clip tokenizer."""
+    if hasattr(tokenizer, "encode") and hasattr(tokenizer, "decoder"):
+        return list(tokenizer.encode(sentence)), None
+    inner = getattr(tokenizer, "tokenizer", None)
+    if inner is not None and callable(inner):
+        return list(inner(sentence, add_special_tokens=False)["input_ids"]), getattr(inner, "unk_token_id", None)
+    return None
 
 
 def image_features_with_patches(model: torch.nn.Module, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
