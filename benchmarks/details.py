@@ -32,7 +32,7 @@ from retrieval.backbone import load_backbone
 from retrieval.query_encoder import QueryEncoder
 from training import evaluate as ev
 from training.build import BuildConfig, CatalogBuild, SharedText, digest
-from training.catalog_labels import TRAIN
+from training.catalog_labels import HELDOUT, TRAIN
 from training.detail_world import (
     CATEGORIES,
     COLOURS,
@@ -64,6 +64,7 @@ FULL = next(iter(VARIANTS))
 SUM = "image + text (sum)"
 SETS = ("1-attr held-out", "2-attr held-out", "1-attr held-out phrasing", "2-attr held-out phrasing")
 NOISE_POINTS = 3.0
+SEEN, CHANCE_BAND = 75.0, 60.0
 FOOTPRINT_SIZES = (64, 96)
 FOOTPRINT_THRESHOLD = 24
 
@@ -76,6 +77,7 @@ class DetailBenchConfig:
     n_images: int = 3000
     image_size: int = 96
     backbone_pairs: int = 30_000
+    backbone_batch: int = 64
     stage1: Stage1Config = field(default_factory=lambda: Stage1Config(steps=250))
     stage2: Stage2Config = field(default_factory=lambda: Stage2Config(steps=250))
     triplets: int = 3000
@@ -85,7 +87,7 @@ class DetailBenchConfig:
     def build_config(self) -> BuildConfig:
         """The catalog build's part: the backbone recipe and the held-out split (stages are trained here)."""
         return BuildConfig(backbone=BackboneTrainConfig(model=BACKBONE_MODEL, pairs=self.backbone_pairs,
-                                                        seed=self.seed),
+                                                        batch_size=self.backbone_batch, seed=self.seed),
                            stage1=self.stage1, stage2=self.stage2, triplets=self.triplets, text_triplets=0,
                            heldout_share=self.heldout_share, eval_queries=self.eval_queries, seed=self.seed)
 
@@ -108,6 +110,22 @@ def detail_footprint(seed: int, sizes: tuple[int, ...] = FOOTPRINT_SIZES, sample
                 counts.append(int((np.abs(a - b).max(-1) > FOOTPRINT_THRESHOLD).sum()))
             out[attribute][str(size)] = {"pixels": round(float(np.mean(counts)), 1),
                                          "share": round(float(np.mean(counts)) / size ** 2 * 100, 2)}
+    return out
+
+
+@torch.no_grad()
+def detail_probe(labels, features, backbone, rows: np.ndarray) -> dict[str, float]:
+    """Per detail: how often an image is closer to its own caption than to that caption with the detail flipped
+    (50 is chance): whether the frozen backbone sees the detail at all."""
+    images = features.pooled[rows].to(backbone.device)
+    out = {}
+    for attribute in DETAIL_ATTRIBUTES:
+        plain, detailed, _ = DETAILS[attribute]
+        values = [labels.values[r] for r in rows.tolist()]
+        flipped = [{**v, attribute: plain if v[attribute] == detailed else detailed} for v in values]
+        own = backbone.encode_text([labels.space.caption(v) for v in values]).to(images.device)
+        other = backbone.encode_text([labels.space.caption(v) for v in flipped]).to(images.device)
+        out[attribute] = round(float(((images * own).sum(1) > (images * other).sum(1)).float().mean()) * 100, 1)
     return out
 
 
@@ -137,6 +155,7 @@ def run_details(config: DetailBenchConfig, out_dir: Path, data_dir: Path | None 
     timings["schema, backbone, ingest (build.prepare)"] = time.perf_counter() - tick
     labels, features, spec = build.labels, build.features, build.spec
     train_rows = labels.rows(TRAIN)
+    backbone_sees = detail_probe(labels, features, build.backbone, labels.rows(HELDOUT))
     triplets = make_catalog_triplets(labels, config.triplets, config.seed + 1, (1, 2), attributes=DETAIL_ATTRIBUTES)
     sets = evaluation_sets(labels, config.eval_queries, config.seed + 100, attributes=DETAIL_ATTRIBUTES)
     sets = {name: sets[name] for name in SETS if name in sets}
@@ -169,6 +188,7 @@ def run_details(config: DetailBenchConfig, out_dir: Path, data_dir: Path | None 
                     "colours": list(COLOURS), "image_size": config.image_size,
                     "patch_grid": int(features.patches.shape[1]), "folder": str(folder)},
         "footprint": detail_footprint(config.seed),
+        "backbone_sees": backbone_sees,
         "triplets": {"train": len(triplets), "edits": {str(k): sum(len(t.edits) == k for t in triplets)
                                                        for k in (1, 2)},
                      "queries": {name: len(t) for name, t in sets.items()}},
@@ -216,7 +236,14 @@ def reading(results: dict) -> list[str]:
     ours, base = methods[f"two-stage, {FULL}"], methods[SUM]
     gains = {name: ours[name]["R@1"] - base[name]["R@1"] for name in ("1-attr held-out", "2-attr held-out")}
     beats = all(g > 0 for g in gains.values())
-    lines = [f"- Two-stage (full) against the image+text sum: {gains['1-attr held-out']:+.1f} R@1 on 1-attr detail "
+    sees = results.get("backbone_sees", {})
+    seen = [a for a, v in sees.items() if v >= SEEN]
+    blind = [a for a, v in sees.items() if v < CHANCE_BAND]
+    lines = [f"- The frozen backbone tells apart {', '.join(seen) or 'none of the details'} (≥ {SEEN:.0f} in the "
+             f"flip test); {', '.join(blind) or 'none'} "
+             + ("is" if len(blind) == 1 else "are") + f" at chance (< {CHANCE_BAND:.0f}): neither stage can compose "
+             "a detail the frozen image embedding and patch tokens do not carry."] if sees else []
+    lines += [f"- Two-stage (full) against the image+text sum: {gains['1-attr held-out']:+.1f} R@1 on 1-attr detail "
              f"edits, {gains['2-attr held-out']:+.1f} on 2-attr; "
              + ("it composes small details better than the sum." if beats else
                 "**it does not beat the sum on small details here.**")]
@@ -274,7 +301,9 @@ def markdown(results: dict) -> str:
         f"injection reads, is {int(cat['patch_grid'] ** 0.5)}×{int(cat['patch_grid'] ** 0.5)} "
         "(2×2 at 64 px). "
         f"Backbone `{bb['model']}` trained on {bb['pairs']} pairs of the training combinations (held-out "
-        f"text→image R@1 {held.get('R@1', float('nan')):.1f}, R@10 {held.get('R@10', float('nan')):.1f}). "
+        f"text→image R@1 {held.get('R@1', float('nan')):.1f}, R@10 {held.get('R@10', float('nan')):.1f}; "
+        "how often a held-out image is closer to its own caption than to the caption with one detail flipped, 50 "
+        "being chance: " + ", ".join(f"{a} {v:.0f}" for a, v in results.get("backbone_sees", {}).items()) + "). "
         f"Stage 1: {cfg['stage1']['steps']} steps per variant; stage 2: {cfg['stage2']['steps']} steps on the same "
         f"{tr['train']} image triplets for every variant ({tr['edits']['1']} one-detail and {tr['edits']['2']} "
         f"two-detail edits; no text-only triplets). Queries: {cfg['eval_queries']} per set, edits of detail "
