@@ -45,6 +45,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "closest": "; closest: {values}",
         "searching_for": "searching for: ",
         "searching_nothing": "searching for: nothing yet (describe {example} or upload a photo)",
+        "searching_nothing_short": "searching for: nothing yet",
         "hiding_state": " (hiding {n} rejected)",
         "reference": "ref #{id}",
         "your_photo": "your photo",
@@ -62,6 +63,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "start_over": "start over",
         "none_of_these": "none of these",
         "photo": "(photo)",
+        "any": "any",
         "language.en": "English",
         "language.ja": "Japanese",
         "edit_example": "make it {value}",
@@ -97,6 +99,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "closest": "。近いもの：{values}",
         "searching_for": "検索条件：",
         "searching_nothing": "検索条件：まだありません（{example}のように説明するか、写真をアップロードしてください）",
+        "searching_nothing_short": "検索条件：まだありません",
         "hiding_state": "（{n}件を非表示）",
         "reference": "基準 #{id}",
         "your_photo": "あなたの写真",
@@ -114,6 +117,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "start_over": "最初から",
         "none_of_these": "どれも違う",
         "photo": "（写真）",
+        "any": "すべて",
         "language.en": "英語",
         "language.ja": "日本語",
         "edit_example": "{value}にして",
@@ -126,7 +130,7 @@ LANGUAGES = tuple(TEXTS)
 
 def text(language: str, key: str, **values: object) -> str:
     """The sentence ``key`` in ``language`` (English where that language lacks it), filled with ``values``."""
-    template = TEXTS.get(language, {}).get(key) or TEXTS[DEFAULT_LANGUAGE][key]
+    template = TEXTS.get(language, {}).get(key, TEXTS[DEFAULT_LANGUAGE][key])
     return template.format(**values)
 
 

@@ -7,6 +7,11 @@ dots", "no sleeves", "maxi") and relative edits along ordered attributes
 catalog does not carry ("grey" in a shop without grey) is reported, not searched
 for. Words the rules cannot place are kept as free text in their original order,
 so the model still reads them.
+
+Every language of ``assistant.grammar`` is read at once, so a message may mix
+them: English negation comes before a value ("no stripes"), Japanese after it
+(ストライプなし, 赤じゃなくて青), and Japanese, written without spaces, is matched
+character by character (``assistant.tokens``).
 """
 
 from __future__ import annotations

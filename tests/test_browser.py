@@ -163,3 +163,38 @@ def test_two_sessions_never_see_each_other(app_server, browser):
     assert len(logged) == 1 and logged[0]["instructions"] == ["a blue skirt"]
     a_context.close()
     b_context.close()
+
+
+@pytest.mark.parametrize("locale, page_words, message, reply_words", [
+    ("ja-JP", {"#undo": "元に戻す", "#none-of-these": "どれも違う", "#state": "検索条件：まだありません",
+               "#model-version": "ふつうの言葉で絞り込んでください", "#status": "まだ選択していません"},
+     "赤いストライプのワンピース", {"#state": "検索条件：赤ストライプワンピース", "#chat": "件表示しています"}),
+    ("en-US", {"#undo": "Undo", "#none-of-these": "None of these", "#state": "searching for: nothing yet",
+               "#model-version": "refine in plain words", "#status": "No picks yet"},
+     "a red striped dress", {"#state": "searching for:redstripeddress",
+                             "#chat": "Here are 12 items for red + striped"}),
+])
+def test_the_page_and_the_replies_follow_the_browsers_language(app_server, browser, locale, page_words, message,
+                                                               reply_words):
+    """Gradio's i18n translates the page for a ja-JP browser; the server answers in the language the browser's
+    Accept-Language asks for. An en-US browser gets the English page and replies."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport=VIEWPORT, locale=locale)
+    page = open_app(context, app_server.url)
+    for selector, words in page_words.items():
+        expect(page.locator(selector)).to_contain_text(words, timeout=TURN_TIMEOUT_MS)
+    page.locator("#msg textarea").fill(message)
+    page.locator("#msg textarea").press("Enter")
+    expect(page.locator("#results .thumbnail-item")).to_have_count(12, timeout=TURN_TIMEOUT_MS)
+    for selector, words in reply_words.items():
+        expect(page.locator(selector)).to_contain_text(words, timeout=TURN_TIMEOUT_MS)
+    if locale == "ja-JP":
+        assert sum("ストライプ" in c for c in captions(page)) >= 6, captions(page)
+        page.locator("#category input").click()
+        expect(page.locator("#category ul.options")).to_contain_text("ワンピース", timeout=TURN_TIMEOUT_MS)
+        page.keyboard.press("Escape")
+        screenshot(page, "05-japanese-page.png")
+    else:
+        assert not any("ストライプ" in c for c in captions(page))
+    context.close()

@@ -19,11 +19,15 @@ from assistant.llm_parser import LLMParser, system_prompt
 from assistant.messages import choose_language
 from assistant.parser import NONE_OF_THESE, START_OVER, UNDO, parse_rules, readable_part
 from assistant.tokens import tokenize
+from assistant.turns import Assistant
+from assistant.uploads import UploadStore
 from assistant.vocabulary import Vocabulary
 from retrieval.backbone import tokenizer_languages
 from retrieval.catalog_schema import CatalogSchema, infer_schema, load_schema, save_schema
 from retrieval.lexicon import Lexicon
+from retrieval.store import Hit
 from tests.demo_schema import demo_schema, demo_vocabulary
+from tests.test_conversation import FakeSearcher
 from tests.test_parser import FakeChatModel, shop_schema
 
 DRESS = {"category": "dress", "colour": "red", "pattern": "solid", "sleeve": "short-sleeve",
@@ -293,3 +297,21 @@ def test_text_tower_languages_are_told_by_the_tokenizer():
 ])
 def test_the_browsers_language_is_chosen_from_accept_language(header, language):
     assert choose_language(header) == language
+
+
+@pytest.mark.parametrize("languages, passed_on", [(frozenset({"en"}), False), (frozenset({"en", "ja"}), True),
+                                                  (None, True)])
+def test_japanese_free_text_reaches_only_a_tower_that_reads_it(tmp_path, languages, passed_on):
+    """An English-only text tower: リボン付き is reported as not understood and left out of the query; a multilingual
+    tower (or one whose languages are not known) gets it as free text, as before."""
+    searcher = FakeSearcher([Hit(str(i), f"/c/{i}.png", 1.0, {"category": "dress", "colour": "red"})
+                             for i in range(8)])
+    searcher.text_languages = languages
+    assistant = Assistant(searcher, uploads=UploadStore(tmp_path / "uploads"), k=4)
+    conv = assistant.start("s")
+    conv.language = "ja"
+    reply = assistant.say(conv, "赤いワンピース、リボン付きで")
+    sent = searcher.calls[-1]["instructions"]
+    assert ("リボン付きで" in sent) == passed_on and any("red dress" in s for s in sent)
+    assert ("理解できませんでした" in reply.message) != passed_on
+    assert ("「リボン付きで」" in reply.chips) == passed_on

@@ -356,9 +356,22 @@ def test_no_result_is_selected_after_a_new_search(shop):
                                                                               .split(", "))
 
 
-def _config(shop: Shop) -> dict:
+def _config(shop: Shop, language: str = "en") -> dict:
+    """The page's config with its i18n keys translated, as a browser asking for ``language`` shows it."""
     with urllib.request.urlopen(f"{shop.url.rstrip('/')}/config", timeout=30) as response:
-        return json.load(response)
+        config = json.load(response)
+    words = config["i18n_translations"][language]
+
+    def translated(value):
+        if isinstance(value, str) and "__i18n__" in value:
+            start = value.index("__i18n__")
+            end = value.index("}", start) + 1
+            return value[:start] + words[json.loads(value[start + 8:end])["key"]] + value[end:]
+        return value
+
+    for component in config["components"]:
+        component["props"] = {name: translated(value) for name, value in component["props"].items()}
+    return config
 
 
 def test_the_page_speaks_this_catalogs_words(shop):

@@ -7,6 +7,10 @@ is also a named API endpoint (``/send``, ``/pick``, ``/undo``, ``/start_over``,
 ``/none_of_these``, ``/refresh``, ``/shortlist_add``, ``/shortlist_export``,
 ``/delete_my_data``, ``/stats``) for ``gradio_client``. A second tab shows the
 shop's figures (``ui.stats_tab``).
+
+The page speaks the browser's language where circhat has it (``ui.page_text`` through ``gr.I18n``), English
+otherwise; each session keeps the language its requests ask for (``Accept-Language``), so the replies, chips
+and product cards the server writes follow it, and one session's language never reaches another.
 """
 
 from __future__ import annotations
@@ -26,13 +30,16 @@ from typing import Any
 import gradio as gr
 
 from assistant.conversation import Conversation, ShownItem
+from assistant.messages import DEFAULT_LANGUAGE, choose_language, text
 from assistant.parser import NONE_OF_THESE, START_OVER, UNDO
 from assistant.turns import Assistant, Filters, Reply
 from retrieval.catalog_schema import CatalogSchema
 from retrieval.image_io import MAX_BYTES
+from ui.page_text import heading, key, page_i18n
 from ui.stats_tab import stats_tab
 
 ANY = "any"
+TITLE = "circhat: find it by showing and saying"
 PROGRESS = gr.Progress()
 MAX_CHAT_MESSAGES = 200
 MAX_FILTER_VALUES = 40
@@ -59,14 +66,6 @@ class Session:
     deleted_picks: int = 0
 
 
-def intro(schema: CatalogSchema) -> str:
-    """The page's one-paragraph how-to, with examples from the catalog."""
-    description, edits = schema.examples()
-    said = ", ".join(f"“{e}”" for e in edits)
-    return (f"Describe what you want (“{description}”) or upload a photo, then refine in plain words: {said}. "
-            "Click a result to pick it: it becomes the new reference. Picks are saved to improve the model.")
-
-
 def price_text(value: float, schema: CatalogSchema) -> str:
     """A price as the shop writes it: with its currency's symbol where known, else its code."""
     unit = schema.price.unit if schema.price is not None else None
@@ -75,17 +74,18 @@ def price_text(value: float, schema: CatalogSchema) -> str:
     return f"{symbol}{value:,.{decimals}f}" if symbol else f"{value:,.{decimals}f}" + (f" {unit}" if unit else "")
 
 
-def card_caption(item: ShownItem, schema: CatalogSchema) -> str:
-    """A product card's caption: name, price and the values of the attributes that apply to it, in full."""
+def card_caption(item: ShownItem, schema: CatalogSchema, language: str = DEFAULT_LANGUAGE) -> str:
+    """A product card's caption: name, price and the values of the attributes that apply to it, in full, each value
+    by its display name in the user's language."""
     meta = item.metadata
     parts = [str(meta.get(schema.roles.get("name", "name")) or f"#{item.id}")]
     price = meta.get(schema.price.name) if schema.price is not None else None
     if isinstance(price, int | float):
         parts.append(price_text(float(price), schema))
     values = schema.known_values(meta)
-    shown = [schema.attribute(a).label(v) for a, v in values.items() if a != schema.category]
+    shown = [schema.attribute(a).label(v, language) for a, v in values.items() if a != schema.category]
     if shown:
-        parts.append(", ".join(shown))
+        parts.append(text(language, "list_separator").join(shown))
     return " · ".join(parts)
 
 
@@ -102,18 +102,37 @@ def filter_attributes(schema: CatalogSchema) -> list[str]:
             if a.filter and len(a.values) <= MAX_FILTER_VALUES and a.name != schema.category]
 
 
-def chips_html(conv: Conversation) -> str:
-    """The parsed state as chips, with the plain line as the accessible text."""
+def filter_choices(schema: CatalogSchema, attribute: str | None, language: str,
+                   with_any: bool = False) -> list[tuple[str, str]]:
+    """(shown, value) choices of a filter: each value by its display name in ``language``, "any" first if asked."""
+    found = schema.attribute(attribute)
+    values = [(found.label(v.name, language) if language != DEFAULT_LANGUAGE else v.shown(), v.name)
+              for v in (found.values if found is not None else [])]
+    return [(text(language, "any"), ANY), *values] if with_any else values
+
+
+def chips_html(conv: Conversation, language: str | None = None) -> str:
+    """The parsed state as chips in the session's language, with the plain line as the accessible text."""
+    language = language or conv.language
+    line = html.escape(conv.describe(language))
     if not conv.searchable:
-        return f'<div class="chips" aria-label="{html.escape(conv.describe())}"><span class="label">' \
-               f'searching for: nothing yet</span></div>'
+        nothing = html.escape(text(language, "searching_nothing_short"))
+        return f'<div class="chips" aria-label="{line}"><span class="label">{nothing}</span></div>'
     chips = []
-    for i, label in enumerate(conv.chips()):
+    for i, label in enumerate(conv.chips(language)):
         cls = "chip ref" if i == 0 and conv.reference is not None else "chip"
         chips.append(f'<span class="{cls}">{html.escape(label)}</span>')
-    hidden = f'<span class="label">(hiding {len(conv.rejected)} rejected)</span>' if conv.rejected else ""
-    return (f'<div class="chips" aria-label="{html.escape(conv.describe())}">'
-            f'<span class="label">searching for:</span>{"".join(chips)}{hidden}</div>')
+    hidden = (f'<span class="label">{html.escape(text(language, "hiding_state", n=len(conv.rejected)))}</span>'
+              if conv.rejected else "")
+    searching = html.escape(text(language, "searching_for").strip())
+    return (f'<div class="chips" aria-label="{line}"><span class="label">{searching}</span>{"".join(chips)}'
+            f'{hidden}</div>')
+
+
+def language_of(request: gr.Request | None) -> str:
+    """The language a request's browser asks for (``Accept-Language``), among those circhat speaks."""
+    headers = getattr(request, "headers", None) or {}
+    return choose_language(headers.get("accept-language"))
 
 
 def shortlist_rows(conv: Conversation) -> list[list[Any]]:
@@ -168,15 +187,19 @@ def named_filter_parameters(fn: Callable, names: Sequence[str]) -> Callable:
     return fn
 
 
-def model_header(title: str, schema: CatalogSchema, searcher: Any) -> str:
-    """The page's heading: the catalog's intro, the model version in use and, while one trains, its progress."""
+def model_header(title: str, schema: CatalogSchema, searcher: Any, language: str | None = None) -> str:
+    """The page's heading: the catalog's intro, the model version in use and, while one trains, its progress.
+
+    Without a ``language`` (the page as first served) the heading up to the version is an i18n key the browser
+    translates; a refresh from a session writes it in that session's language.
+    """
     status = getattr(searcher, "status", "")
-    line = f"<small>Model version: <code>{html.escape(str(searcher.model_version))}</code>"
+    line = f"<code>{html.escape(str(searcher.model_version))}</code>"
     line += f" · {html.escape(status)}</small>" if status else "</small>"
-    return f"## {html.escape(title)}\n{intro(schema)}\n\n{line}"
+    return (key("header") if language is None else heading(title, schema, language)) + line
 
 
-def build_app(assistant: Assistant, title: str = "circhat: find it by showing and saying") -> gr.Blocks:
+def build_app(assistant: Assistant, title: str = TITLE) -> gr.Blocks:
     """The Blocks app for ``assistant``; call ``.queue()`` and ``.launch()`` on it (see ``ui.serve``).
 
     Its filters come from the catalog's schema: the category, each attribute with few values, the price range.
@@ -206,22 +229,25 @@ def build_app(assistant: Assistant, title: str = "circhat: find it by showing an
         return Filters(values, ranges)
 
     def session_of(session: Session | None, request: gr.Request | None) -> Session:
-        if session is not None:
-            return session
-        sid = getattr(request, "session_hash", None) or secrets.token_hex(16)
-        return Session(conv=assistant.start(sid))
+        """This browser session's state, in the language its request asks for."""
+        if session is None:
+            sid = getattr(request, "session_hash", None) or secrets.token_hex(16)
+            session = Session(conv=assistant.start(sid))
+        session.conv.language = language_of(request)
+        return session
 
     def progress_fn(progress: gr.Progress):
         return lambda fraction, desc: progress(fraction, desc=desc)
 
     def view(session: Session, reply: Reply | None = None) -> tuple:
         conv = session.conv
+        language = conv.language
         shown = reply.shown if reply is not None else conv.shown
-        gallery = gr.Gallery(value=[(s.path, card_caption(s, schema)) for s in shown], selected_index=None)
+        gallery = gr.Gallery(value=[(s.path, card_caption(s, schema, language)) for s in shown], selected_index=None)
         reference = conv.reference.path if conv.reference is not None else None
         picks = len(conv.picks) - session.deleted_picks
-        status = (f"**{picks} pick{'s' if picks != 1 else ''} saved** this session" if picks else
-                  "No picks yet: click a result to pick it.")
+        status = (text(language, "picks_saved", n=picks, plural="s" if picks != 1 else "") if picks else
+                  text(language, "no_picks"))
         details = reply.details() if reply is not None else {}
         return (session.chat, gallery, chips_html(conv), reference, status, details, shortlist_rows(conv), session)
 
@@ -233,18 +259,18 @@ def build_app(assistant: Assistant, title: str = "circhat: find it by showing an
         """A chat message: text and/or one uploaded photo."""
         session = session_of(session, request)
         message = message or {}
-        text = str(message.get("text") or "")
+        said = str(message.get("text") or "")
         files = message.get("files") or []
         image = files[0] if files else None
         if isinstance(image, dict):
             image = image.get("path")
-        reply = assistant.say(session.conv, text, image, filters(category, price, *more), progress_fn(progress))
+        reply = assistant.say(session.conv, said, image, filters(category, price, *more), progress_fn(progress))
         if image:
             discard_original_upload(str(image))
         if image and reply.ok and session.conv.reference is not None:
             session.chat.append({"role": "user", "content": {"path": session.conv.reference.path}})
-        if text.strip() or (image and not reply.ok):
-            session.chat.append({"role": "user", "content": text.strip() or "(photo)"})
+        if said.strip() or (image and not reply.ok):
+            session.chat.append({"role": "user", "content": said.strip() or text(session.conv.language, "photo")})
         answer(session, reply)
         return (*view(session, reply), gr.MultimodalTextbox(value=None))
 
@@ -254,7 +280,8 @@ def build_app(assistant: Assistant, title: str = "circhat: find it by showing an
         session = session_of(session, request)
         reply = assistant.pick(session.conv, str(item_id).strip(), filters(category, price, *more), bool(consent),
                                progress_fn(progress))
-        session.chat.append({"role": "user", "content": f"I pick #{str(item_id).strip()}"})
+        session.chat.append({"role": "user", "content": text(session.conv.language, "i_pick",
+                                                             id=str(item_id).strip())})
         answer(session, reply)
         return view(session, reply)
 
@@ -267,16 +294,16 @@ def build_app(assistant: Assistant, title: str = "circhat: find it by showing an
             return view(session)
         return pick_by_id(shown[int(evt.index)].id, session, category, price, consent, request, progress, *more)
 
-    def command(name: str, said: str):
+    def command(name: str):
         def run(session: Session | None, category: str, price: float, request: gr.Request,
                 progress: gr.Progress = PROGRESS, *more: Any) -> tuple:
             session = session_of(session, request)
             reply = assistant.command(session.conv, name, filters(category, price, *more), progress_fn(progress))
-            session.chat.append({"role": "user", "content": said})
+            session.chat.append({"role": "user", "content": text(session.conv.language, name)})
             answer(session, reply)
             return view(session, reply)
 
-        run.__doc__ = f"The “{said}” button."
+        run.__doc__ = f"The “{text(DEFAULT_LANGUAGE, name)}” button."
         return run
 
     def refresh(session: Session | None, category: str, price: float, request: gr.Request, *more: Any) -> tuple:
@@ -291,11 +318,11 @@ def build_app(assistant: Assistant, title: str = "circhat: find it by showing an
         conv = session.conv
         ref = conv.reference
         if ref is None or ref.kind != "catalog":
-            gr.Warning("Pick a catalog item first: the shortlist holds catalog items.")
+            gr.Warning(text(conv.language, "shortlist_needs_pick"))
             return shortlist_rows(conv), session
         item = next((s for s in reversed(conv.picks) if s.id == ref.key), None)
         if item is not None and conv.add_to_shortlist(item):
-            gr.Info(f"Added #{ref.key} to the shortlist.")
+            gr.Info(text(conv.language, "shortlisted", id=ref.key))
         return shortlist_rows(conv), session
 
     def shortlist_export(session: Session | None, request: gr.Request) -> gr.File:
@@ -308,12 +335,12 @@ def build_app(assistant: Assistant, title: str = "circhat: find it by showing an
         session = session_of(session, request)
         done = assistant.forget(session.conv)
         session.deleted_picks = len(session.conv.picks)
+        language = session.conv.language
         if done is None:
-            message = "This app saves nothing, so there was nothing to delete."
+            message = text(language, "nothing_saved")
         else:
-            message = (f"**Deleted** {done.picks.removed} saved pick(s), {done.turns.removed} search record(s) and "
-                       f"{len(done.uploads_removed)} kept photo(s) of this session. You can go on searching; new "
-                       "picks are saved again.")
+            message = text(language, "deleted", picks=done.picks.removed, turns=done.turns.removed,
+                           photos=len(done.uploads_removed))
         gr.Info(message.replace("**", ""))
         return message, session
 
@@ -329,67 +356,63 @@ def build_app(assistant: Assistant, title: str = "circhat: find it by showing an
         if getattr(assistant.searcher, "status", ""):
             timer = gr.Timer(STATUS_SECONDS)
 
-            def refresh_header() -> tuple[str, gr.Timer]:
+            def refresh_header(request: gr.Request) -> tuple[str, gr.Timer]:
                 """While the model trains, the header follows it; once it is in use the timer stops."""
-                return (model_header(title, schema, assistant.searcher),
+                return (model_header(title, schema, assistant.searcher, language_of(request)),
                         gr.Timer(active=bool(getattr(assistant.searcher, "status", ""))))
 
             timer.tick(refresh_header, outputs=[header, timer], show_progress="hidden", api_visibility="private")
         with gr.Tabs(elem_id="tabs"):
-            with gr.Tab("Assistant", id="assistant", elem_id="assistant-tab"), gr.Row(equal_height=False):
+            with gr.Tab(key("tab_assistant"), id="assistant", elem_id="assistant-tab"), gr.Row(equal_height=False):
                 with gr.Column(scale=5, min_width=360):
-                    chatbot = gr.Chatbot(label="Chat", elem_id="chat", height=400, feedback_options=None,
+                    chatbot = gr.Chatbot(label=key("chat"), elem_id="chat", height=400, feedback_options=None,
                                          group_consecutive_messages=False, buttons=["copy_all"])
                     msg = gr.MultimodalTextbox(
                         elem_id="msg", file_types=["image"], file_count="single", show_label=False,
-                        placeholder=f"Describe it, or upload a photo… (e.g. “{schema.examples()[1][0]}”)",
+                        placeholder=key("placeholder"),
                         sources=["upload"],
                         max_plain_text_length=400)
                     with gr.Row():
-                        undo_btn = gr.Button("↶ Undo", elem_id="undo", size="sm")
-                        reset_btn = gr.Button("Start over", elem_id="start-over", size="sm")
-                        reject_btn = gr.Button("None of these", elem_id="none-of-these", size="sm")
-                    chips = gr.HTML(chips_html(assistant.start("")), elem_id="state", label="Searching for")
-                    consent = gr.Checkbox(False, label="Keep my uploaded photo with my picks (helps train the model)",
-                                          elem_id="consent")
-                    forget_btn = gr.Button("Delete my data", elem_id="delete-my-data", size="sm", variant="stop")
-                    status = gr.Markdown("No picks yet: click a result to pick it.", elem_id="status", label="Picks")
+                        undo_btn = gr.Button(key("undo"), elem_id="undo", size="sm")
+                        reset_btn = gr.Button(key("start_over"), elem_id="start-over", size="sm")
+                        reject_btn = gr.Button(key("none_of_these"), elem_id="none-of-these", size="sm")
+                    chips = gr.HTML(key("chips_empty"), elem_id="state", label=key("searching_for"))
+                    consent = gr.Checkbox(False, label=key("consent"), elem_id="consent")
+                    forget_btn = gr.Button(key("delete"), elem_id="delete-my-data", size="sm", variant="stop")
+                    status = gr.Markdown(key("no_picks"), elem_id="status", label=key("picks"))
                 with gr.Column(scale=7, min_width=420):
                     with gr.Row():
                         category_attribute = schema.attribute(schema.category)
                         category = gr.Dropdown(
-                            [(ANY, ANY), *((v.shown(), v.name) for v in
-                                          (category_attribute.values if category_attribute else []))],
-                            value=ANY, label=category_attribute.shown().capitalize() if category_attribute else
-                            "Category", elem_id="category", visible=category_attribute is not None)
-                        price = (gr.Slider(0, price_ceiling, value=price_ceiling, step=1, label="Max price",
+                            filter_choices(schema, schema.category, DEFAULT_LANGUAGE, with_any=True), value=ANY,
+                            label=key("category"), elem_id="category", visible=category_attribute is not None)
+                        price = (gr.Slider(0, price_ceiling, value=price_ceiling, step=1, label=key("max_price"),
                                            elem_id="max-price") if price_ceiling else gr.Number(None, visible=False))
-                        min_price = (gr.Slider(0, price_ceiling, value=0, step=1, label="Min price",
+                        min_price = (gr.Slider(0, price_ceiling, value=0, step=1, label=key("min_price"),
                                                elem_id="min-price") if price_ceiling else
                                      gr.Number(None, visible=False))
-                    with gr.Accordion("More filters", open=False, visible=bool(attribute_filters),
+                    with gr.Accordion(key("more_filters"), open=False, visible=bool(attribute_filters),
                                       elem_id="more-filters"), gr.Row():
-                        wanted = [gr.Dropdown([(v.shown(), v.name) for v in schema.attribute(name).values],
-                                              value=[], multiselect=True, label=schema.attribute(name).shown(),
+                        wanted = [gr.Dropdown(filter_choices(schema, name, DEFAULT_LANGUAGE),
+                                              value=[], multiselect=True, label=key(f"attribute_{name}"),
                                               elem_id=f"filter-{name}") for name in attribute_filters]
-                    gallery = gr.Gallery(label="Results: click one to pick it", elem_id="results", columns=4,
+                    gallery = gr.Gallery(label=key("results"), elem_id="results", columns=4,
                                          height=480, allow_preview=False, object_fit="contain", buttons=[])
                     with gr.Row(equal_height=False):
-                        reference = gr.Image(label="Current reference", elem_id="reference", type="filepath",
+                        reference = gr.Image(label=key("reference"), elem_id="reference", type="filepath",
                                              interactive=False, height=160, buttons=[])
                         with gr.Column():
-                            shortlist_btn = gr.Button("★ Add reference to shortlist", elem_id="shortlist-add",
-                                                      size="sm")
-                            export_btn = gr.Button("Export shortlist (CSV)", elem_id="shortlist-export", size="sm")
-                            export_file = gr.File(label="Shortlist CSV", elem_id="shortlist-file", interactive=False,
-                                                  visible=False)
-                    shortlist = gr.Dataframe(headers=shortlist_columns(schema), value=[], label="Shortlist",
+                            shortlist_btn = gr.Button(key("shortlist_add"), elem_id="shortlist-add", size="sm")
+                            export_btn = gr.Button(key("shortlist_export"), elem_id="shortlist-export", size="sm")
+                            export_file = gr.File(label=key("shortlist_file"), elem_id="shortlist-file",
+                                                  interactive=False, visible=False)
+                    shortlist = gr.Dataframe(headers=shortlist_columns(schema), value=[], label=key("shortlist"),
                                              elem_id="shortlist", interactive=False, wrap=True)
-                    with gr.Accordion("Details and pick by id", open=False):
-                        details = gr.JSON(label="Last reply", elem_id="details")
+                    with gr.Accordion(key("details"), open=False):
+                        details = gr.JSON(label=key("last_reply"), elem_id="details")
                         with gr.Row():
-                            pick_id = gr.Textbox(label="Item id", elem_id="pick-id", scale=3)
-                            pick_btn = gr.Button("Pick", elem_id="pick", scale=1)
+                            pick_id = gr.Textbox(label=key("item_id"), elem_id="pick-id", scale=3)
+                            pick_btn = gr.Button(key("pick"), elem_id="pick", scale=1)
             stats_tab(assistant.log.path if assistant.log is not None else None,
                       assistant.turn_log.path if assistant.turn_log is not None else None)
 
@@ -401,9 +424,8 @@ def build_app(assistant: Assistant, title: str = "circhat: find it by showing an
         msg.submit(send, [msg, state, category, price, *more], [*outputs, msg], api_name="send")
         gallery.select(pick_selected, [state, category, price, consent, *more], outputs, api_visibility="private")
         pick_btn.click(pick_by_id, [pick_id, state, category, price, consent, *more], outputs, api_name="pick")
-        for button, name, said in ((undo_btn, UNDO, "undo"), (reset_btn, START_OVER, "start over"),
-                                   (reject_btn, NONE_OF_THESE, "none of these")):
-            button.click(named_filter_parameters(command(name, said), names), [state, category, price, *more], outputs,
+        for button, name in ((undo_btn, UNDO), (reset_btn, START_OVER), (reject_btn, NONE_OF_THESE)):
+            button.click(named_filter_parameters(command(name), names), [state, category, price, *more], outputs,
                          api_name=name)
         category.input(refresh, [state, category, price, *more], outputs, api_name="refresh")
         for dropdown in wanted:
@@ -414,13 +436,26 @@ def build_app(assistant: Assistant, title: str = "circhat: find it by showing an
         shortlist_btn.click(shortlist_add, [state], [shortlist, state], api_name="shortlist_add")
         export_btn.click(shortlist_export, [state], [export_file], api_name="shortlist_export")
         chatbot.clear(clear_chat, [state], [state], api_visibility="private")
+
+        def localise_filters(request: gr.Request) -> list:
+            """The filters' values by their display names in the browser's language (the page is served in
+            English; Gradio's i18n does not reach choices)."""
+            language = language_of(request)
+            if language == DEFAULT_LANGUAGE:
+                return [gr.skip() for _ in (category, *wanted)]
+            return [gr.Dropdown(choices=filter_choices(schema, schema.category, language, with_any=True)),
+                    *(gr.Dropdown(choices=filter_choices(schema, name, language)) for name in attribute_filters)]
+
+        demo.load(localise_filters, None, [category, *wanted], api_visibility="private", show_progress="hidden")
         forget_btn.click(delete_my_data, [state], [status, state], api_name="delete_my_data")
     return demo
 
 
 def launch_kwargs(image_root: Path | Sequence[Path] | None, host: str, port: int | None, auth: Any,
-                  guard: Callable[[str], bool] | None = None) -> dict[str, Any]:
-    """The ``launch()`` settings every circhat server uses: local by default, no share link, only catalog files.
+                  guard: Callable[[str], bool] | None = None, schema: CatalogSchema | None = None,
+                  title: str = TITLE) -> dict[str, Any]:
+    """The ``launch()`` settings every circhat server uses: local by default, no share link, only catalog files,
+    and the page's words in every language circhat speaks (for ``schema``'s catalog).
 
     ``guard`` (``ui.serve.ServableFiles``) decides, before Gradio does, whether a ``/file=`` path may be read.
     """
@@ -429,7 +464,8 @@ def launch_kwargs(image_root: Path | Sequence[Path] | None, host: str, port: int
         "server_name": host, "server_port": port, "auth": auth, "share": False,
         "allowed_paths": [str(r) for r in roots], "ssr_mode": False, "mcp_server": False,
         "show_error": True, "css": CSS, "footer_links": ["api"], "enable_monitoring": False,
-        "max_file_size": MAX_BYTES,
+        "max_file_size": MAX_BYTES, "i18n": page_i18n(schema or CatalogSchema(), title, lambda language: chips_html(
+            Conversation("", schema or CatalogSchema(), language=language))),
     }
     if guard is not None:
         from starlette.middleware import Middleware

@@ -200,7 +200,7 @@ def serve(assistant, host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT, 
     store = getattr(searcher, "store", None)
     paths = store.snapshot(["path"])["path"].to_pylist() if store is not None else []
     guard = servable_files(store, paths)
-    _, url, _ = demo.launch(**launch_kwargs(image_roots(paths), host, port, auth, guard),
+    _, url, _ = demo.launch(**launch_kwargs(image_roots(paths), host, port, auth, guard, assistant.schema),
                             prevent_thread_lock=not block, quiet=quiet)
     return Served(demo, url, assistant)
 
