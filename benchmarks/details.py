@@ -10,7 +10,7 @@ inferred from its CSV, tiny backbone trained on its training labels, ingested); 
 baselines answer the same held-out detail edits (targets of held-out attribute combinations). Deterministic from
 the seed; wall times are as measured.
 
-    python -m benchmarks.details                   # about 10 minutes on 2 cores, then re-renders BENCHMARKS.md
+    python -m benchmarks.details --threads 1       # 20 min on 2 cores shared with two other jobs, then BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -243,10 +243,11 @@ def reading(results: dict) -> list[str]:
              f"flip test); {', '.join(blind) or 'none'} "
              + ("is" if len(blind) == 1 else "are") + f" at chance (< {CHANCE_BAND:.0f}): neither stage can compose "
              "a detail the frozen image embedding and patch tokens do not carry."] if sees else []
+    r10 = [ours[name]["R@10"] - base[name]["R@10"] for name in ("1-attr held-out", "2-attr held-out")]
     lines += [f"- Two-stage (full) against the image+text sum: {gains['1-attr held-out']:+.1f} R@1 on 1-attr detail "
-             f"edits, {gains['2-attr held-out']:+.1f} on 2-attr; "
+             f"edits, {gains['2-attr held-out']:+.1f} on 2-attr (R@10 {r10[0]:+.1f} / {r10[1]:+.1f}); "
              + ("it composes small details better than the sum." if beats else
-                "**it does not beat the sum on small details here.**")]
+                "**by R@1 it does not beat the sum on small details here.**")]
     for component, by_stage in ablations.items():
         after = by_stage["two-stage"]
         deltas = [after[s]["R@1"] for s in ("1-attr held-out", "2-attr held-out")]
@@ -255,7 +256,8 @@ def reading(results: dict) -> list[str]:
             f"- {component}: {after['1-attr held-out']['R@1']:+.1f} R@1 on 1-attr detail edits, "
             f"{after['2-attr held-out']['R@1']:+.1f} on 2-attr (R@10 {after['1-attr held-out']['R@10']:+.1f} / "
             f"{after['2-attr held-out']['R@10']:+.1f}) after stage 2; with stage 1 alone "
-            f"{alone['1-attr held-out']['R@1']:+.1f} / {alone['2-attr held-out']['R@1']:+.1f} R@1. "
+            f"{alone['1-attr held-out']['R@1']:+.1f} / {alone['2-attr held-out']['R@1']:+.1f} R@1, "
+            f"{alone['1-attr held-out']['R@10']:+.1f} / {alone['2-attr held-out']['R@10']:+.1f} R@10. "
             f"After stage 2 the component {_verdict(deltas)} on fine details.")
     return lines
 
