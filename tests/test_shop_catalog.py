@@ -40,6 +40,7 @@ from training.accessories_world import (
     expected_items,
     write_accessories_catalog,
 )
+from ui.page_text import translated
 
 pytestmark = pytest.mark.slow
 
@@ -361,16 +362,8 @@ def _config(shop: Shop, language: str = "en") -> dict:
     with urllib.request.urlopen(f"{shop.url.rstrip('/')}/config", timeout=30) as response:
         config = json.load(response)
     words = config["i18n_translations"][language]
-
-    def translated(value):
-        if isinstance(value, str) and "__i18n__" in value:
-            start = value.index("__i18n__")
-            end = value.index("}", start) + 1
-            return value[:start] + words[json.loads(value[start + 8:end])["key"]] + value[end:]
-        return value
-
     for component in config["components"]:
-        component["props"] = {name: translated(value) for name, value in component["props"].items()}
+        component["props"] = {name: translated(value, words) for name, value in component["props"].items()}
     return config
 
 

@@ -35,7 +35,7 @@ from assistant.parser import NONE_OF_THESE, START_OVER, UNDO
 from assistant.turns import Assistant, Filters, Reply
 from retrieval.catalog_schema import CatalogSchema
 from retrieval.image_io import MAX_BYTES
-from ui.page_text import heading, key, page_i18n
+from ui.page_text import heading, key, page_i18n, translated
 from ui.stats_tab import stats_tab
 
 ANY = "any"
@@ -199,6 +199,28 @@ def model_header(title: str, schema: CatalogSchema, searcher: Any, language: str
     return (key("header") if language is None else heading(title, schema, language)) + line
 
 
+class CatalogBlocks(gr.Blocks):
+    """The app's Blocks: its API description (``gradio_client``'s ``view_api``) names components in English, not by
+    the i18n keys the page is translated from."""
+
+    def __init__(self, english: dict[str, str], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.english = english
+
+    def get_api_info(self, all_endpoints: bool = False, page: str | None = None) -> Any:
+        info = super().get_api_info(all_endpoints, page)
+        for endpoints in (info.get("named_endpoints", {}), info.get("unnamed_endpoints", {})):
+            for endpoint in endpoints.values():
+                for entry in (*endpoint.get("parameters", []), *endpoint.get("returns", [])):
+                    entry["label"] = translated(entry.get("label"), self.english)
+        return info
+
+
+def page_translations(schema: CatalogSchema, title: str = TITLE) -> gr.I18n:
+    """The page's words in every language for ``schema``'s catalog, for ``launch(i18n=...)``."""
+    return page_i18n(schema, title, lambda language: chips_html(Conversation("", schema, language=language)))
+
+
 def build_app(assistant: Assistant, title: str = TITLE) -> gr.Blocks:
     """The Blocks app for ``assistant``; call ``.queue()`` and ``.launch()`` on it (see ``ui.serve``).
 
@@ -350,7 +372,8 @@ def build_app(assistant: Assistant, title: str = TITLE) -> gr.Blocks:
         session.chat = []
         return session
 
-    with gr.Blocks(title=title, analytics_enabled=False) as demo:
+    english = page_translations(schema, title).translations_dict["en"]
+    with CatalogBlocks(english, title=title, analytics_enabled=False) as demo:
         state = gr.State(None, time_to_live=6 * 3600)
         header = gr.Markdown(model_header(title, schema, assistant.searcher), elem_id="model-version")
         if getattr(assistant.searcher, "status", ""):
@@ -464,8 +487,7 @@ def launch_kwargs(image_root: Path | Sequence[Path] | None, host: str, port: int
         "server_name": host, "server_port": port, "auth": auth, "share": False,
         "allowed_paths": [str(r) for r in roots], "ssr_mode": False, "mcp_server": False,
         "show_error": True, "css": CSS, "footer_links": ["api"], "enable_monitoring": False,
-        "max_file_size": MAX_BYTES, "i18n": page_i18n(schema or CatalogSchema(), title, lambda language: chips_html(
-            Conversation("", schema or CatalogSchema(), language=language))),
+        "max_file_size": MAX_BYTES, "i18n": page_translations(schema or CatalogSchema(), title),
     }
     if guard is not None:
         from starlette.middleware import Middleware

@@ -10,6 +10,7 @@ catalog's schema for every language, so a shop's page speaks its own words.
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Callable
 
 import gradio as gr
@@ -74,6 +75,16 @@ def placeholder(schema: CatalogSchema, language: str = "en") -> str:
 def heading(title: str, schema: CatalogSchema, language: str = "en") -> str:
     """The page heading up to the model version, which the server appends."""
     return f"## {html.escape(title)}\n{intro(schema, language)}\n\n<small>{STATIC[language]['model_version']} "
+
+
+def translated(value: object, words: dict[str, str]) -> object:
+    """A string holding an i18n key with the key's text in ``words`` put in its place (as the browser does)."""
+    if not isinstance(value, str) or "__i18n__" not in value:
+        return value
+    start = value.index("__i18n__")
+    end = value.index("}", start) + 1
+    name = json.loads(value[start + len("__i18n__"):end])["key"]
+    return value[:start] + words.get(name, name) + value[end:]
 
 
 def page_i18n(schema: CatalogSchema, title: str, empty_state: Callable[[str], str]) -> gr.I18n:
