@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from training.generated_files import config_marker, replace_file
 from training.render_accessories import Look, render_accessory, render_swatch
 
 ACCESSORIES_VERSION = 1
@@ -383,16 +382,6 @@ def _png(image) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    part = path.with_name(path.name + ".tmp")
-    part.write_bytes(data)
-    os.replace(part, path)
-
-
-def _marker(config: AccessoriesConfig) -> str:
-    return json.dumps({"config": asdict(config)}, sort_keys=True) + "\n"
-
-
 def write_accessories_catalog(
     folder: Path, config: AccessoriesConfig = AccessoriesConfig(), progress: bool = True,
 ) -> Path:
@@ -409,7 +398,7 @@ def write_accessories_catalog(
     text = catalog_csv_text(config, products)
     images = folder / IMAGES_DIR
     names = [v.image for p in products for v in p.variants] + [p.detail_image for p in products if p.detail_image]
-    if (marker.exists() and marker.read_text() == _marker(config) and csv_path.exists()
+    if (marker.exists() and marker.read_text() == config_marker(config) and csv_path.exists()
             and csv_path.read_text(encoding="utf-8") == text and all((images / n).exists() for n in names)):
         return csv_path
     images.mkdir(parents=True, exist_ok=True)
@@ -420,14 +409,14 @@ def write_accessories_catalog(
         for product in products:
             for n, v in enumerate(product.variants):
                 rng = np.random.default_rng([config.seed, 2, product.index, n])
-                _write_atomic(images / v.image, _png(render_accessory(product.look(v), rng, size, scale)))
+                replace_file(images / v.image, _png(render_accessory(product.look(v), rng, size, scale)))
                 bar.update()
             if product.detail_image:
                 rng = np.random.default_rng([config.seed, 3, product.index])
                 first = product.variants[0]
-                _write_atomic(images / product.detail_image,
+                replace_file(images / product.detail_image,
                               _png(render_swatch(first.colour, first.material, rng, size, scale)))
                 bar.update()
-    _write_atomic(marker, _marker(config).encode())
-    _write_atomic(csv_path, text.encode("utf-8"))
+    replace_file(marker, config_marker(config).encode())
+    replace_file(csv_path, text.encode("utf-8"))
     return csv_path

@@ -23,7 +23,6 @@ import hashlib
 import io
 import itertools
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from tqdm import tqdm
 
 from retrieval.catalog_schema import SCHEMA_FILE, CatalogSchema, NumericColumn, save_schema
 from retrieval.data_home import default_data_dir
+from training.generated_files import config_marker, replace_file
 from training.render_details import DetailLook, render_detail_garment
 
 DETAIL_WORLD_VERSION = 1
@@ -141,16 +141,6 @@ def catalog_csv_text(items: list[DetailItem]) -> str:
     return buffer.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    part = path.with_name(path.name + ".tmp")
-    part.write_bytes(data)
-    os.replace(part, path)
-
-
-def _marker(config: DetailWorldConfig) -> str:
-    return json.dumps({"config": asdict(config)}, sort_keys=True) + "\n"
-
-
 def detail_catalog_dir(config: DetailWorldConfig, data_dir: Path | None = None) -> Path:
     """Where the catalog of ``config`` is cached: ``<data dir>/worlds/details-<config digest>``."""
     return (data_dir or default_data_dir()) / "worlds" / f"details-{config.digest()}"
@@ -167,16 +157,16 @@ def write_detail_catalog(folder: Path, config: DetailWorldConfig = DetailWorldCo
     csv_path, marker = folder / CSV_NAME, folder / MARKER_NAME
     items = plan_detail_items(config)
     text = catalog_csv_text(items)
-    if (marker.exists() and marker.read_text() == _marker(config) and csv_path.exists()
+    if (marker.exists() and marker.read_text() == config_marker(config) and csv_path.exists()
             and csv_path.read_text(encoding="utf-8") == text and all((folder / it.file).exists() for it in items)):
         return csv_path
     (folder / "images").mkdir(parents=True, exist_ok=True)
     csv_path.unlink(missing_ok=True)
     marker.unlink(missing_ok=True)
     for item in tqdm(items, desc="rendering fine-detail catalog", unit="img", disable=not progress):
-        _write_atomic(folder / item.file, render_detail_png(config, item))
+        replace_file(folder / item.file, render_detail_png(config, item))
     if not (folder / SCHEMA_FILE).exists():
         save_schema(SCHEMA_EDITS, folder / SCHEMA_FILE)
-    _write_atomic(marker, _marker(config).encode())
-    _write_atomic(csv_path, text.encode("utf-8"))
+    replace_file(marker, config_marker(config).encode())
+    replace_file(csv_path, text.encode("utf-8"))
     return csv_path
