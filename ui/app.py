@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.utils import get_upload_folder
+from starlette.middleware import Middleware
 
 from assistant.conversation import Conversation, ShownItem
 from assistant.messages import DEFAULT_LANGUAGE, choose_language, text
@@ -36,6 +38,7 @@ from assistant.turns import Assistant, Filters, Reply
 from retrieval.catalog_schema import CatalogSchema
 from retrieval.image_io import MAX_BYTES
 from ui.page_text import heading, key, page_i18n, translated
+from ui.serve import FileGuard
 from ui.stats_tab import stats_tab
 
 ANY = "any"
@@ -156,8 +159,6 @@ def discard_original_upload(path: str) -> None:
     The original carries its EXIF and GPS metadata; from here on only the
     sanitised copy is used. Paths outside Gradio's upload folder are never touched.
     """
-    from gradio.utils import get_upload_folder
-
     folder = os.path.realpath(get_upload_folder())
     real = os.path.realpath(path)
     if real == folder or os.path.commonpath([folder, real]) != folder:
@@ -490,9 +491,5 @@ def launch_kwargs(image_root: Path | Sequence[Path] | None, host: str, port: int
         "max_file_size": MAX_BYTES, "i18n": page_translations(schema or CatalogSchema(), title),
     }
     if guard is not None:
-        from starlette.middleware import Middleware
-
-        from ui.serve import FileGuard
-
         settings["app_kwargs"] = {"middleware": [Middleware(FileGuard, allowed=guard)]}
     return settings
