@@ -33,6 +33,7 @@ from training.world import World, WorldConfig, build_world
 DATA_EFFICIENCY = (0, 100, 250, 500, 1000, 2000, 5000)
 NOISE = 0.3
 TEXT_ONLY = " + text-only"
+CURRICULUM = 0.5
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,13 @@ def run_benchmark(config: BenchConfig, out_dir: Path, data_dir: Path | None = No
         m = bench.stage1(name, replace(s1, **change))
         ablations[name] = score(ev.composed(bench.features, bench.stage2(name, m, main_triplets, s2)),
                                 bench.sets, bench.features)
+    ablations["stage 2 with a one-to-three-edit curriculum"] = score(
+        ev.composed(bench.features, bench.stage2("edit curriculum", mapper, main_triplets,
+                                                 replace(s2, curriculum=CURRICULUM))), bench.sets, bench.features)
+    ablations["stage 2 with text-only triplets in half of every batch"] = score(
+        ev.composed(bench.features, bench.stage2("text-only half of every batch", mapper, main_triplets,
+                                                 replace(s2, text_weight=config.main_triplets))),
+        bench.sets, bench.features)
     ablations["stage 2 without hard negatives"] = score(
         ev.composed(bench.features, bench.stage2("no hard negatives", mapper, main_triplets,
                                                  replace(s2, hard_negatives=0))), bench.sets, bench.features)

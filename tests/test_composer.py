@@ -11,7 +11,7 @@ from retrieval.backbone import DEMO_MODEL, BackboneSpec, load_backbone
 from retrieval.pseudo_token import PLACEHOLDER, encode_text_with_pseudo_tokens, placeholder_token_id
 from retrieval.query_encoder import ModelMismatch, QueryEncoder, compose_text
 from training import evaluate as ev
-from training.stage2 import ReferenceTokens, Stage2Config, train_stage2
+from training.stage2 import ReferenceTokens, Stage2Config, batch_rows, curriculum_mask, text_share, train_stage2
 from training.triplets import make_triplets
 
 TEXT_ONLY_GAIN = 10
@@ -132,3 +132,26 @@ def test_caption_references_are_drawn_anew_each_step_and_image_references_are_no
     exact = tuned.reference_tokens(small_features.pooled[[t.reference_id for t in triplets[:8]]],
                                    small_features.patches[[t.reference_id for t in triplets[:8]]])
     torch.testing.assert_close(first[:8], exact)
+
+
+def test_text_only_triplets_carry_the_batch_when_image_triplets_are_few():
+    few, many, none = (np.array([False] * n + [True] * 1000) for n in (100, 5000, 0))
+    assert text_share(few, 500) == pytest.approx(500 / 600)
+    assert text_share(many, 500) == pytest.approx(500 / 5500)
+    assert text_share(none, 500) == 1.0
+    assert text_share(np.zeros(10, dtype=bool), 500) == 0.0
+    rng = np.random.default_rng(0)
+    rows = batch_rows(few, 60, text_share(few, 500), rng)
+    assert len(rows) == 60 and few[rows].sum() == 50
+
+
+def test_curriculum_starts_with_one_edit_and_ends_with_all():
+    edits = np.array([1, 2, 3, 1, 3])
+    assert curriculum_mask(edits, 0, 100, 0.0).all()
+    assert curriculum_mask(edits, 0, 100, 0.5).tolist() == [True, False, False, True, False]
+    assert curriculum_mask(edits, 25, 100, 0.5).tolist() == [True, True, False, True, False]
+    assert curriculum_mask(edits, 50, 100, 0.5).all() and curriculum_mask(edits, 99, 100, 0.5).all()
+    text = np.array([False, False, False, True, True])
+    allowed = curriculum_mask(edits, 0, 100, 0.5)
+    rows = batch_rows(text, 2, 0.5, np.random.default_rng(0), allowed)
+    assert sorted(rows.tolist()) == [0, 3]

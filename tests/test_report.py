@@ -68,3 +68,13 @@ def test_the_ablation_reading_says_which_component_does_not_help():
         "**the component does not help here**.",
         "- without c: 2-attr held-out R@1 +5.0, R@10 -10.0 against the full model; mixed.",
     ]
+
+
+def test_the_ablation_reading_says_whether_an_alternative_helps():
+    ablations = {"two-stage (ours)": recall(50, 80), "stage 2 with x": recall(55, 82),
+                 "stage 2 with y": recall(45, 80)}
+    assert ablation_reading(ablations) == [
+        "- stage 2 with x: 2-attr held-out R@1 +5.0, R@10 +2.0 against the full model; **the alternative helps**.",
+        "- stage 2 with y: 2-attr held-out R@1 -5.0, R@10 +0.0 against the full model; "
+        "the alternative does not help.",
+    ]

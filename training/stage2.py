@@ -13,8 +13,9 @@ it into the pseudo-word, so that the adapters learn to compose from tokens that
 scatter the way image tokens do (LinCIR's text-only training). A caption has no
 patch tokens; the catalog's mean patch tokens stand in for them (zeros instead
 cost 6 R@10 points on 2-attribute edits at 500 image triplets). They are made
-from the schema alone, so there are as many as wanted; ``text_share`` of each
-batch is drawn from them.
+from the schema alone, so there are as many as wanted; they weigh as ``text_weight``
+image triplets when a batch is drawn, so they carry the batch when image triplets are
+few and step aside when there are thousands.
 
 The loop reads its catalog through ``Stage2Features`` (row-indexed pooled
 embeddings, patch tokens and target labels), so the demo world's cached
@@ -59,7 +60,12 @@ class Stage2Features(Protocol):
 
 @dataclass(frozen=True)
 class Stage2Config:
-    """Stage-2 training; ``hard_negatives=0`` is the ablation without mined negatives."""
+    """Stage-2 training; ``hard_negatives=0`` is the ablation without mined negatives.
+
+    ``text_weight``: text-only triplets weigh as many image triplets, so a batch's text-only share is
+    ``text_weight / (text_weight + image triplets)``: most of it with a hundred image triplets, a tenth with 5000.
+    ``curriculum``: the share of the steps over which the most edits a drawn triplet may have rises from one to all.
+    """
 
     steps: int = 500
     batch_size: int = 128
@@ -67,8 +73,9 @@ class Stage2Config:
     weight_decay: float = 0.0
     temperature: float = 0.05
     hard_negatives: int = 3
-    text_share: float = 0.5
+    text_weight: float = 500.0
     text_noise: float = 0.5
+    curriculum: float = 0.0
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     seed: int = 0
     bf16: bool = True
@@ -219,10 +226,28 @@ class ReferenceTokens:
         return out
 
 
-def batch_rows(text: np.ndarray, batch_size: int, text_share: float, rng: np.random.Generator) -> np.ndarray:
-    """One batch of triplet indices: ``text_share`` of it text-only where there are both kinds."""
-    image_idx, text_idx = np.flatnonzero(~text), np.flatnonzero(text)
-    n_text = len(text_idx) and (batch_size if not len(image_idx) else round(batch_size * text_share))
+def text_share(text: np.ndarray, text_weight: float) -> float:
+    """The share of a batch drawn from the text-only triplets, given how many image triplets there are."""
+    images = int((~text).sum())
+    return 1.0 if not images else 0.0 if not text.any() else text_weight / (text_weight + images)
+
+
+def curriculum_mask(edits: np.ndarray, step: int, steps: int, curriculum: float) -> np.ndarray:
+    """Which triplets a batch may draw at ``step``: one edit at first, then up to all over ``curriculum`` of the run."""
+    if curriculum <= 0:
+        return np.ones(len(edits), dtype=bool)
+    most = int(edits.max())
+    allowed = 1 + int((most - 1) * min(1.0, step / max(1.0, curriculum * steps)) + 1e-9)
+    mask = edits <= allowed
+    return mask if mask.any() else np.ones(len(edits), dtype=bool)
+
+
+def batch_rows(text: np.ndarray, batch_size: int, share: float, rng: np.random.Generator,
+               allowed: np.ndarray | None = None) -> np.ndarray:
+    """One batch of triplet indices, ``share`` of it text-only where there are both kinds, among ``allowed``."""
+    allowed = np.ones(len(text), dtype=bool) if allowed is None else allowed
+    image_idx, text_idx = np.flatnonzero(~text & allowed), np.flatnonzero(text & allowed)
+    n_text = len(text_idx) and (batch_size if not len(image_idx) else round(batch_size * share))
     picked = [rng.choice(pool, size=min(n, len(pool)), replace=False)
               for pool, n in ((image_idx, batch_size - n_text), (text_idx, n_text)) if n and len(pool)]
     return np.concatenate(picked)
@@ -246,9 +271,14 @@ def fit_adapters(encoder: QueryEncoder, params: list[torch.nn.Parameter], featur
     negatives = np.asarray(negatives, dtype=np.int64).reshape(len(triplets), -1)
     ids = encoder.tokenize([t.instructions for t in triplets], with_reference=True)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
+    share = text_share(references.text, config.text_weight)
+    edits = np.array([len(t.edits) or len(t.instructions) for t in triplets])
+    taken = [0]
 
     def step_loss() -> torch.Tensor:
-        idx = batch_rows(references.text, config.batch_size, config.text_share, rng)
+        allowed = curriculum_mask(edits, taken[0], config.steps, config.curriculum)
+        taken[0] += 1
+        idx = batch_rows(references.text, config.batch_size, share, rng, allowed)
         candidate_rows = np.concatenate([target_rows[idx], negatives[idx].reshape(-1)])
         tokens = references(idx)
         with autocast:
