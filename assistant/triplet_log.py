@@ -6,7 +6,7 @@ left (so it cannot swallow the new record), writes the whole record as one
 line, then ``os.fsync``. Retention
 (``assistant.log_retention``) rewrites the file by temp + fsync + rename under
 the same lock, so after taking the lock an appender checks that its fd is still
-the file at the path and reopens if not. Readers take no lock
+the file at the path and reopens if not. Readers (``retrieval.jsonl_log``) take no lock
 and skip a line that is not yet complete, so the log can be read, exported and
 summarised while the app writes to it. Session ids are stored only as salted
 hashes; an uploaded reference is stored as its content hash, and a copy of the
@@ -32,6 +32,7 @@ from typing import Any
 from assistant.conversation import PickEvent
 from retrieval.data_home import default_data_dir
 from retrieval.durable_files import append_line, write_atomically
+from retrieval.jsonl_log import read_log, scan_log
 
 SCHEMA_VERSION = 1
 ENV_SALT = "CIRCHAT_LOG_SALT"
@@ -149,43 +150,6 @@ class TripletLog:
 
 def _plain(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metadata.items() if isinstance(v, str | int | float | bool) or v is None}
-
-
-@dataclass
-class LogScan:
-    """What a reader found: valid records and the count of lines it could not use."""
-
-    records: list[dict[str, Any]]
-    bad_lines: int = 0
-
-
-def scan_log(path: Path) -> LogScan:
-    """Read the log without locking: complete JSON lines only; torn or corrupt lines are counted, not raised."""
-    path = Path(path)
-    if not path.exists():
-        return LogScan([])
-    records, bad = [], 0
-    with open(path, "rb") as f:
-        data = f.read()
-    lines = data.split(b"\n")
-    lines.pop()
-    for raw in lines:
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            bad += 1
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-        else:
-            bad += 1
-    return LogScan(records, bad)
-
-
-def read_log(path: Path) -> Iterator[dict[str, Any]]:
-    yield from scan_log(path).records
 
 
 def flat_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -51,6 +51,7 @@ import torch
 
 from retrieval.backbone import Backbone, BackboneSpec, load_backbone
 from retrieval.image_io import ImageRejected, load_image
+from retrieval.jsonl_log import scan_log
 from retrieval.query_encoder import ModelMismatch, QueryEncoder
 from retrieval.store import CatalogStore
 from training.registry import Registry, Version
@@ -469,8 +470,6 @@ def finetune_from_log(store: CatalogStore, log_path: Path, registry: Registry,
                       config: FinetuneConfig = FinetuneConfig(), since: datetime | None = None,
                       parent: str | None = None, force: bool = False, progress: bool = True) -> dict[str, Any]:
     """One round of learning from use; returns the before/after report (also saved beside the new version)."""
-    from assistant.triplet_log import scan_log
-
     start = time.perf_counter()
     log_path = Path(log_path)
     if not log_path.is_file():
