@@ -13,7 +13,15 @@ from typer.testing import CliRunner
 
 from assistant.parser import parse_rules
 from tests.demo_schema import demo_vocabulary
-from training.finetune import FinetuneConfig, harvest, is_heldout, normalise, parse_since, verdict
+from training.finetune import (
+    FinetuneConfig,
+    forgetting_guard,
+    harvest,
+    is_heldout,
+    normalise,
+    parse_since,
+    verdict,
+)
 from training.registry import Registry, WorseVersion
 from training.simulated_customers import FRENCH, CustomerConfig
 from training.triplets import TEMPLATES
@@ -87,6 +95,28 @@ def test_verdict_orders_by_choice_at_1_then_choice_mrr():
     assert verdict(parent, {"choice@1": 20.0, "choice MRR": 0.35, "R@1": 90.0}) == "worse"
     assert verdict(parent, dict(parent)) == "same"
     assert verdict({"choice@1": 0.0, "choice MRR": 0.0, "choices": 0}, parent) == "untested"
+
+
+def benchmark(one_attr: float, two_attr: float) -> dict[str, dict[str, float]]:
+    return {"1-attr held-out": {"R@1": one_attr, "R@10": 99.0, "queries": 300},
+            "2-attr held-out": {"R@1": two_attr, "R@10": 95.0, "queries": 100}}
+
+
+def test_the_forgetting_guard_weighs_benchmark_r1_over_all_fixed_queries_and_overrides_better_picks():
+    parent_picks = {"choice@1": 20.0, "choice MRR": 0.4, "choices": 50}
+    better, worse = {"choice@1": 40.0, "choice MRR": 0.5}, {"choice@1": 10.0, "choice MRR": 0.3}
+    parent = benchmark(90.0, 80.0)  # (300 * 90 + 100 * 80) / 400 = 87.5
+    slipped = forgetting_guard(parent, benchmark(89.0, 80.0), tolerance=1.0)  # 86.75: -0.75
+    forgot = forgetting_guard(parent, benchmark(90.0, 75.0), tolerance=1.0)  # 86.25: -1.25
+    assert (slipped["parent"], slipped["new"], slipped["change"], slipped["kept"]) == (87.5, 86.75, -0.75, True)
+    assert (forgot["new"], forgot["change"], forgot["kept"], forgot["queries"]) == (86.25, -1.25, False, 400)
+    assert forgot["figure"] == "benchmark R@1" and forgot["sets"] == ["1-attr held-out", "2-attr held-out"]
+    assert verdict(parent_picks, better, slipped) == "better"
+    assert verdict(parent_picks, better, forgot) == "forgets"
+    assert verdict(parent_picks, worse, forgot) == "worse"
+    assert verdict({"choices": 0}, better, forgot) == "forgets"
+    unguarded = forgetting_guard({}, {}, tolerance=1.0)
+    assert unguarded["kept"] is None and verdict(parent_picks, better, unguarded) == "better"
 
 
 def test_choice_ranks_only_the_items_shown_with_the_pick(backbone):
@@ -193,10 +223,12 @@ def test_harvest_finetune_cycle_beats_the_parent_on_heldout_picks(cycle):
     before, after = report["heldout_picks"]["parent"], report["heldout_picks"]["new"]
     assert after["choices"] == before["choices"] > 60
     assert after["choice@1"] > before["choice@1"] + 5, report["heldout_picks"]
+    guard = report["guard"]
+    assert guard["kept"] and guard["queries"] == 300 and guard["new"] >= guard["parent"] - 1.0, guard
     assert report["verdict"] == "better" and report["activated"]
     version = registry.get(report["version"])
     assert version.parent == cycle.root.id and registry.active(cycle.store.identity).id == version.id
-    assert version.metrics["heldout_picks"]["new"] == after
+    assert version.metrics["heldout_picks"]["new"] == after and version.metrics["guard"] == guard
     saved = json.loads((registry.root / version.id / "report.json").read_text())
     assert saved["version"] == version.id and saved["heldout_picks"]["parent"] == before
     assert set(saved["benchmark"]) == {"1-attr held-out", "2-attr held-out"}
@@ -222,3 +254,25 @@ def test_a_worse_fine_tune_is_saved_but_not_activated_unless_forced(cycle):
     forced = json.loads(result.stdout)
     assert forced["activated"] and registry.active(cycle.store.identity).id == forced["version"]
     registry.use(good)
+
+
+def test_a_candidate_that_forgets_is_saved_but_not_activated(cycle):
+    """Trained on the harvested picks alone, hard, it learns the customers' words and loses the old ones: the
+    held-out picks alone would let it in, the forgetting guard keeps it out."""
+    from training.finetune import finetune_from_log, format_report
+
+    registry, good = cycle.registry, cycle.report["version"]
+    report = finetune_from_log(cycle.store, cycle.log, registry, FinetuneConfig(
+        synthetic_per_pick=0.0, min_synthetic=0, steps=150, lr=2e-3, benchmark_queries=150, heldout_share=0.25),
+        parent=cycle.root.id, progress=False)
+    guard = report["guard"]
+    assert not guard["kept"] and guard["change"] < -1.0, guard
+    picks = report["heldout_picks"]
+    assert picks["new"]["choice@1"] >= picks["parent"]["choice@1"], "the picks alone would have activated it"
+    assert report["verdict"] == "forgets" and not report["activated"]
+    assert registry.active(cycle.store.identity).id == good
+    with pytest.raises(WorseVersion, match="forgot what it knew"):
+        registry.use(report["version"])
+    text = format_report(report)
+    assert "forgets; NOT activated" in text and "FORGETS" in text
+    assert f"benchmark R@1 {guard['parent']:.1f} -> {guard['new']:.1f} ({guard['change']:+.1f})" in text

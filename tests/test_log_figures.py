@@ -145,9 +145,9 @@ def test_stats_command_plots_and_json(logs, tmp_path):
 
 
 def test_stats_tab_view(logs):
-    summary, models, days, daily, by_model, ranks = stats_view(logs.path, None)
+    summary, models, days, daily, by_model, ranks, versions = stats_view(logs.path, None, logs.path.parent / "models")
     assert "pick rate: 66.7%" in summary and "triplets harvested: 3 of 6 picks" in summary
     assert [row[:3] for row in models] == [[short_model(M1), M1, 3], [short_model(M2), M2, 4]]
     assert [row[0] for row in days] == ["2025-01-03", "2025-01-02", "2025-01-01"]
-    assert daily.axes and by_model.axes and ranks.axes
+    assert daily.axes and by_model.axes and ranks.axes and versions == []
     assert stats_view(None, None)[0].startswith("No pick log")

@@ -18,6 +18,7 @@ from retrieval.query_encoder import CHECKPOINT_FILE, ModelMismatch, QueryEncoder
 from retrieval.store import CatalogLayout, CatalogStore
 from training.registry import ACTIVE_FILE, REPORT_FILE, Registry, UnknownVersion, WorseVersion, register_build
 from ui.cli import app
+from ui.stats_tab import stats_view
 
 
 def make_composer(backbone, folder: Path, seed: int) -> Path:
@@ -67,26 +68,49 @@ def test_round_trip_list_use_load_and_the_version_the_searcher_reports(composers
     result = CliRunner().invoke(app, ["models", "list", "--registry", str(registry.root)])
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert lines[0].startswith(f"  {root.id}") and lines[1].startswith(f"* {child.id}")
+    assert lines[0].split()[:2] == ["version", "parent"]
+    assert lines[1].startswith(f"  {root.id}") and lines[2].startswith(f"* {child.id}")
     result = CliRunner().invoke(app, ["models", "use", root.id, "--registry", str(registry.root)])
     assert result.exit_code == 0 and registry.active(backbone.identity).id == root.id
 
 
-def test_a_worse_version_is_refused_unless_forced(composers, backbone, tmp_path):
+def finetune_metrics(verdict: str, choice: tuple[float, float], benchmark: tuple[float, float]) -> dict:
+    """A fine-tune's metrics as ``training.finetune`` records them: held-out picks and the forgetting guard."""
+    picks = {which: {"choice@1": c, "choice MRR": c / 100, "choices": 80, "R@1": c, "R@10": 90.0}
+             for which, c in zip(("parent", "new"), choice, strict=True)}
+    guard = {"figure": "benchmark R@1", "parent": benchmark[0], "new": benchmark[1],
+             "change": round(benchmark[1] - benchmark[0], 2), "tolerance": 1.0, "queries": 600,
+             "kept": benchmark[1] >= benchmark[0] - 1.0}
+    return {"verdict": verdict, "heldout_picks": picks, "guard": guard}
+
+
+@pytest.mark.parametrize(("verdict", "choice", "benchmark", "why"), [
+    ("worse", (40.0, 30.0), (90.0, 90.0), "was worse than its parent"),
+    ("forgets", (10.0, 60.0), (90.0, 84.5), "forgot what it knew"),
+])
+def test_a_worse_or_forgetting_version_is_refused_unless_forced(composers, backbone, tmp_path, verdict, choice,
+                                                                benchmark, why):
     registry = Registry(tmp_path / "models")
     root = registry.use(registry.ensure_root(composers[0]).id)
-    worse = registry.add(composers[1], root.id, {"kind": "finetune"}, {
-        "verdict": "worse", "heldout_picks": {"parent": {"R@1": 40.0, "R@10": 90.0}, "new": {"R@1": 30.0,
-                                                                                             "R@10": 85.0}}})
-    with pytest.raises(WorseVersion, match=re.escape("R@1 30.0 vs parent 40.0")):
-        registry.use(worse.id)
+    refused = registry.add(composers[1], root.id, {"kind": "finetune"}, finetune_metrics(verdict, choice, benchmark))
+    figures = f"held-out picks choice@1 {choice[0]:.1f} -> {choice[1]:.1f}; benchmark R@1 {benchmark[0]:.1f} -> "
+    with pytest.raises(WorseVersion, match=re.escape(why) + ".*" + re.escape(figures)):
+        registry.use(refused.id)
     assert registry.active(backbone.identity).id == root.id
-    result = CliRunner().invoke(app, ["models", "use", worse.id, "--registry", str(registry.root)])
+    listed = CliRunner().invoke(app, ["models", "list", "--registry", str(registry.root)])
+    row = next(line for line in listed.output.splitlines() if refused.id in line)
+    assert f"{verdict} " in row and f"{choice[0]:.1f} -> {choice[1]:.1f}" in row
+    assert f"{benchmark[0]:.1f} -> {benchmark[1]:.1f} ({benchmark[1] - benchmark[0]:+.1f})" in row
+    stats_rows = stats_view(None, None, registry.root)[-1]
+    assert stats_rows == [["", refused.id, root.id, refused.created, verdict, f"{choice[0]:.1f} -> {choice[1]:.1f}",
+                           f"{benchmark[0]:.1f} -> {benchmark[1]:.1f} ({benchmark[1] - benchmark[0]:+.1f})"],
+                          ["*", root.id, "", root.created, "root", "", ""]], "the Stats tab shows both figures"
+    result = CliRunner().invoke(app, ["models", "use", refused.id, "--registry", str(registry.root)])
     assert result.exit_code == 2 and "--force" in result.output
     assert registry.active(backbone.identity).id == root.id
-    result = CliRunner().invoke(app, ["models", "use", worse.id, "--force", "--registry", str(registry.root)])
+    result = CliRunner().invoke(app, ["models", "use", refused.id, "--force", "--registry", str(registry.root)])
     assert result.exit_code == 0, result.output
-    assert registry.active(backbone.identity).id == worse.id
+    assert registry.active(backbone.identity).id == refused.id
 
 
 def test_a_version_for_another_backbone_is_refused(composers, backbone, tmp_path):

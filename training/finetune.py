@@ -4,8 +4,12 @@ One round: read the pick log, turn usable records into triplets over the
 catalog store's rows, hold out a deterministic share of *sessions*, continue the
 parent version's stage-2 adapters (mapper frozen) on the harvested triplets
 mixed with synthetic ones, score parent and new version side by side, and add
-the new version to the registry. It is activated only if it is not worse than
-its parent on the held-out picks (unless forced).
+the new version to the registry. It is activated (unless forced) only if it is
+not worse than its parent on the held-out picks *and* passes the forgetting
+guard: its R@1 over the fixed synthetic benchmark sets (the same queries for
+parent and new, ``benchmark_sets``) falls at most ``forgetting_tolerance`` (1)
+point below the parent's. A candidate that fails it is saved with the verdict
+"forgets" and refused by ``Registry.use`` like a worse one.
 
 How records are cleaned, in this order (every drop is counted in the report):
 
@@ -54,7 +58,7 @@ from retrieval.image_io import ImageRejected, load_image
 from retrieval.jsonl_log import scan_log
 from retrieval.query_encoder import ModelMismatch, QueryEncoder
 from retrieval.store import CatalogStore
-from training.registry import Registry, Version
+from training.registry import Registry, Version, learning_figures
 from training.stage2 import Stage2Config, continue_stage2, mine_hard_negatives
 from training.triplets import Triplet, make_triplets
 from training.world import ATTRIBUTES, NONE, VALUES, Combo
@@ -69,7 +73,9 @@ class NothingToLearn(ValueError):
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """One fine-tuning round; ``synthetic_per_pick`` synthetic triplets are mixed in per harvested one."""
+    """One fine-tuning round; ``synthetic_per_pick`` synthetic triplets are mixed in per harvested one (at least
+    ``min_synthetic``), plus ``text_triplets`` text-only ones (a caption as reference, ``training.stage2``).
+    ``hard_negatives`` per triplet: for a pick, the items shown beside it that the customer passed over first."""
 
     steps: int = 300
     batch_size: int = 128
@@ -78,8 +84,10 @@ class FinetuneConfig:
     hard_negatives: int = 3
     synthetic_per_pick: float = 2.0
     min_synthetic: int = 300
+    text_triplets: int = 0
     heldout_share: float = 0.2
     benchmark_queries: int = 300
+    forgetting_tolerance: float = 1.0
     seed: int = 0
     bf16: bool = True
 
@@ -446,12 +454,43 @@ def choice(encoder: QueryEncoder, features: CatalogFeatures, triplets: list[Trip
             "choices": len(kept)}
 
 
-def verdict(parent: dict[str, float], new: dict[str, float]) -> str:
-    """better / same / worse on held-out picks, by choice@1 then choice MRR; untested without held-out choices."""
+GUARD_FIGURE = "benchmark R@1"
+
+
+def benchmark_r1(benchmark: dict[str, dict[str, float]]) -> float | None:
+    """The guard's figure: R@1 (%, the target's attribute combination first over the whole catalog) over all
+    queries of the fixed synthetic benchmark sets together (each set weighted by its queries); None without sets."""
+    queries = sum(int(figures["queries"]) for figures in benchmark.values())
+    if not queries:
+        return None
+    return round(sum(figures["R@1"] * figures["queries"] for figures in benchmark.values()) / queries, 2)
+
+
+def forgetting_guard(parent: dict[str, dict[str, float]], new: dict[str, dict[str, float]],
+                     tolerance: float) -> dict[str, Any]:
+    """Did the candidate keep what its parent knew: its benchmark R@1 may fall at most ``tolerance`` points.
+
+    Held-out picks say whether the customers' new words were learned; only a fixed set of queries the parent
+    already answered says whether the old ones were kept. ``kept`` is None (unguarded) without benchmark sets."""
+    before, after = benchmark_r1(parent), benchmark_r1(new)
+    guard = {"figure": GUARD_FIGURE, "sets": sorted(parent), "queries": sum(int(f["queries"]) for f in new.values()),
+             "parent": before, "new": after, "tolerance": tolerance}
+    if before is None or after is None:
+        return guard | {"change": None, "kept": None}
+    return guard | {"change": round(after - before, 2), "kept": bool(after >= before - tolerance)}
+
+
+def verdict(parent: dict[str, float], new: dict[str, float], guard: dict[str, Any] | None = None) -> str:
+    """better / same / worse on held-out picks, by choice@1 then choice MRR; untested without held-out choices;
+    "forgets" when the picks are not worse but the forgetting guard failed."""
     if not parent.get("choices"):
-        return "untested"
-    a, b = (new["choice@1"], new["choice MRR"]), (parent["choice@1"], parent["choice MRR"])
-    return "better" if a > b else "worse" if a < b else "same"
+        picks = "untested"
+    else:
+        a, b = (new["choice@1"], new["choice MRR"]), (parent["choice@1"], parent["choice MRR"])
+        picks = "better" if a > b else "worse" if a < b else "same"
+    if picks != "worse" and guard is not None and guard.get("kept") is False:
+        return "forgets"
+    return picks
 
 
 def load_store_backbone(store: CatalogStore, device: str | None = None) -> Backbone:
@@ -495,6 +534,9 @@ def finetune_from_log(store: CatalogStore, log_path: Path, registry: Registry,
         world = CatalogWorld.of(features)
         n_synthetic = max(config.min_synthetic, round(config.synthetic_per_pick * len(train)))
         synthetic = make_triplets(world, n_synthetic, config.seed + 101)  # type: ignore[arg-type]
+        if config.text_triplets:
+            synthetic += make_triplets(world, config.text_triplets, config.seed + 102,  # type: ignore[arg-type]
+                                       text_references=True)
         synthetic_negatives = mine_hard_negatives(synthetic, features, features.rows("train"),
                                                   config.hard_negatives, config.seed)
         sets = benchmark_sets(world, features, config.benchmark_queries)
@@ -511,9 +553,10 @@ def finetune_from_log(store: CatalogStore, log_path: Path, registry: Registry,
     run = continue_stage2(encoder, features, train + synthetic,
                             np.concatenate([train_negatives, synthetic_negatives]), config.stage2(), progress)
     after = measure()
-    outcome = verdict(before["heldout_picks"], after["heldout_picks"])
+    guard = forgetting_guard(before["benchmark"], after["benchmark"], config.forgetting_tolerance)
+    outcome = verdict(before["heldout_picks"], after["heldout_picks"], guard)
     activate = force or outcome in ("better", "same")
-    metrics = {"verdict": outcome,
+    metrics = {"verdict": outcome, "guard": guard,
                "heldout_picks": {"parent": before["heldout_picks"], "new": after["heldout_picks"]},
                "benchmark": {name: {"parent": before["benchmark"][name], "new": after["benchmark"][name]}
                              for name in sets}}
@@ -550,8 +593,14 @@ def _parent(registry: Registry, store: CatalogStore, parent: str | None) -> Vers
 
 def format_report(report: dict[str, Any]) -> str:
     """The before/after table a person reads after a fine-tune."""
-    lines = [f"version {report['version']} (parent {report['parent']}): {report['verdict']} on held-out picks; "
+    lines = [f"version {report['version']} (parent {report['parent']}): {report['verdict']}; "
              + ("activated" if report["activated"] else "NOT activated (saved; `circhat models use ID --force`)")]
+    figures = learning_figures(report)
+    guard = report.get("guard") or {}
+    lines.append(f"held-out picks choice@1 {figures['picks'] or 'untested'}; forgetting guard: {GUARD_FIGURE} "
+                 f"{figures['benchmark'] or 'unguarded (no benchmark set)'}"
+                 + (f" over {guard['queries']} fixed synthetic queries, {'kept' if guard['kept'] else 'FORGETS'} "
+                    f"(it may lose at most {guard['tolerance']:g} point)" if guard.get("kept") is not None else ""))
     counts = report["training"]["counts"]
     lines.append("picks: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v or k in ("kept", "records")))
     picks = report["heldout_picks"]

@@ -22,8 +22,9 @@ What needs re-embedding the catalog and what does not:
 
 "Active" is per backbone identity: the app serving a catalog asks for the
 active version of the backbone that catalog was embedded with. A version whose
-fine-tune was worse than its parent on held-out picks is refused activation
-unless forced.
+fine-tune was worse than its parent on held-out picks, or forgot (lost more than
+the guard allows of its parent's R@1 on the fixed benchmark queries), is refused
+activation unless forced.
 """
 
 from __future__ import annotations
@@ -63,7 +64,10 @@ class UnknownVersion(KeyError):
 
 
 class WorseVersion(ValueError):
-    """Activating a version its own fine-tune measured as worse than its parent on held-out picks."""
+    """Activating a version its own fine-tune measured as worse than its parent on held-out picks, or forgetting."""
+
+
+REFUSED_VERDICTS = ("worse", "forgets")
 
 
 @dataclass
@@ -81,7 +85,8 @@ class Version:
 
     @property
     def verdict(self) -> str:
-        """"root", "better", "worse" or "untested": how the version compared with its parent on held-out picks."""
+        """"root", "better", "same", "worse", "forgets" or "untested": how the version compared with its parent
+        (``training.finetune.verdict``)."""
         return str(self.metrics.get("verdict", "root" if self.parent is None else "untested"))
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,13 +163,14 @@ class Registry:
         """Make ``version_id`` the active version for its backbone.
 
         Refused (``ModelMismatch``) when ``store_identity`` names another backbone than the
-        version's, and (``WorseVersion``) when the version lost to its parent unless ``force``.
+        version's, and (``WorseVersion``) when the version lost to its parent or forgot, unless ``force``.
         """
         version = self.get(version_id)
         check_backbone(version, store_identity)
-        if version.verdict == "worse" and not force:
-            raise WorseVersion(f"version {version.id} was worse than its parent {version.parent} on held-out picks "
-                               f"({_summary(version.metrics)}); pass --force to activate it anyway")
+        if version.verdict in REFUSED_VERDICTS and not force:
+            why = "was worse than" if version.verdict == "worse" else "forgot what it knew compared with"
+            raise WorseVersion(f"version {version.id} {why} its parent {version.parent} ({_summary(version.metrics)})"
+                               f"; pass --force to activate it anyway")
         with self._locked():
             active = self.active_ids()
             active[version.backbone] = version.id
@@ -251,10 +257,23 @@ def _number(version_id: str) -> int:
     return int(head) if head.isdigit() else 0
 
 
+def learning_figures(metrics: dict[str, Any]) -> dict[str, str]:
+    """The two figures a fine-tuned version is judged by, as "parent -> new" text ("" where not measured):
+    ``picks``, choice@1 on held-out picks (did it learn the customers' words), and ``benchmark``, R@1 on the
+    fixed synthetic benchmark queries (did it keep what it knew; the forgetting guard's figure)."""
+    picks = (metrics.get("heldout_picks") or {})
+    before, after = picks.get("parent") or {}, picks.get("new") or {}
+    guard = metrics.get("guard") or {}
+    return {
+        "picks": f"{before['choice@1']:.1f} -> {after['choice@1']:.1f}" if before.get("choices") else "",
+        "benchmark": f"{guard['parent']:.1f} -> {guard['new']:.1f} ({guard['change']:+.1f})"
+        if guard.get("parent") is not None and guard.get("new") is not None else "",
+    }
+
+
 def _summary(metrics: dict[str, Any]) -> str:
-    picks = metrics.get("heldout_picks") or {}
-    parent, new = picks.get("parent") or {}, picks.get("new") or {}
-    if not parent or not new:
+    figures = learning_figures(metrics)
+    if not any(figures.values()):
         return "no held-out comparison"
-    return (f"R@1 {new.get('R@1', 0):.1f} vs parent {parent.get('R@1', 0):.1f}, "
-            f"R@10 {new.get('R@10', 0):.1f} vs {parent.get('R@10', 0):.1f}")
+    return "; ".join(f"{name} {text}" for name, text in (("held-out picks choice@1", figures["picks"]),
+                                                          ("benchmark R@1", figures["benchmark"])) if text)

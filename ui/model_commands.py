@@ -56,7 +56,11 @@ def _store(db: str | None, table: str, registry, data_dir: Path | None, seed: in
 
 def models_list(registry: RegistryDir = None,
                 as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """List the model versions, oldest first; * marks the active version of its backbone."""
+    """List the model versions, oldest first; * marks the active version of its backbone. A fine-tuned version shows
+    its parent's and its own choice@1 on held-out picks and R@1 on the fixed benchmark queries (the forgetting
+    guard's figure)."""
+    from training.registry import learning_figures
+
     reg = _registry(registry)
     versions, active = reg.versions(), set(reg.active_ids().values())
     if as_json:
@@ -65,15 +69,16 @@ def models_list(registry: RegistryDir = None,
     if not versions:
         typer.echo(f"no model versions in {reg.root} yet (`circhat demo` or `circhat build` registers one)")
         return
+    typer.echo(f"  {'version':<14} {'parent':<14} {'created':<20} {'verdict':<9} {'trained on':<32} "
+               f"{'picks choice@1':<16} {'benchmark R@1':<22} backbone")
     for v in versions:
         counts = v.training.get("counts", {})
-        picks = v.metrics.get("heldout_picks", {})
-        score = (f"held-out picks R@1 {picks['parent']['R@1']:.1f} -> {picks['new']['R@1']:.1f}"
-                 if picks.get("parent") else "")
+        figures = learning_figures(v.metrics)
         data = (f"{counts.get('train_picks', 0)} picks + {counts.get('synthetic', 0)} synthetic"
                 if counts else v.training.get("kind", ""))
-        typer.echo(f"{'*' if v.id in active else ' '} {v.id:<14} parent {v.parent or '-':<14} {v.created}  "
-                   f"{v.verdict:<8} {data:<32} {score}  backbone {v.backbone}")
+        typer.echo(f"{'*' if v.id in active else ' '} {v.id:<14} {v.parent or '-':<14} {v.created:<20} "
+                   f"{v.verdict:<9} {data:<32} {figures['picks'] or '-':<16} {figures['benchmark'] or '-':<22} "
+                   f"{v.backbone}")
 
 
 def models_use(
@@ -103,13 +108,16 @@ def finetune_command(
     log: LogPath = None,
     since: Annotated[str | None, typer.Option(help="Only picks from this date/time on (ISO, UTC).")] = None,
     force: Annotated[bool, typer.Option(help="Activate the new version even if it is worse on held-out "
-                                             "picks.")] = False,
+                                             "picks or forgets.")] = False,
     parent: Annotated[str | None, typer.Option(help="Version to continue from (default: the active one).")] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps (default 300).")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate of the adapters (default 5e-4).")] = None,
     heldout_share: Annotated[float | None, typer.Option(help="Share of sessions held out for evaluation "
                                                              "(default 0.2).")] = None,
     seed: Annotated[int | None, typer.Option(help="Training seed (default 0).")] = None,
+    forgetting_tolerance: Annotated[float | None, typer.Option(
+        help="Points of R@1 on the fixed synthetic benchmark queries the new version may lose to its parent and "
+             "still be activated (default 1).")] = None,
     db: Db = None,
     table: Table = "catalog",
     registry: RegistryDir = None,
@@ -119,7 +127,8 @@ def finetune_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Continue stage 2 on harvested picks (+ synthetic triplets), compare with the parent, register the result."""
+    """Continue stage 2 on harvested picks (+ synthetic triplets), compare with the parent on held-out picks and on
+    fixed benchmark queries (the forgetting guard), register the result; exit 3 when it is not activated."""
     from assistant.triplet_log import default_log_path
     from retrieval.backbone import BackboneUnavailable
     from retrieval.query_encoder import ModelMismatch
@@ -133,7 +142,8 @@ def finetune_command(
     reg = _registry(registry, data_dir)
     try:
         when = parse_since(since) if since else None
-        config = with_overrides(FinetuneConfig(), steps=steps, lr=lr, heldout_share=heldout_share, seed=seed)
+        config = with_overrides(FinetuneConfig(), steps=steps, lr=lr, heldout_share=heldout_share, seed=seed,
+                                forgetting_tolerance=forgetting_tolerance)
         store = _store(db, table, reg, data_dir, world_seed, n_images)
         report = finetune_from_log(store, log or default_log_path(), reg, config, when, parent, force, progress)
     except (NothingToLearn, UnknownVersion, ModelMismatch, StoreNotFound, BackboneUnavailable, FileNotFoundError,
