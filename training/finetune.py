@@ -81,8 +81,8 @@ class FinetuneConfig:
     batch_size: int = 128
     lr: float = 5e-4
     temperature: float = 0.05
-    hard_negatives: int = 3
-    synthetic_per_pick: float = 2.0
+    hard_negatives: int = 11
+    synthetic_per_pick: float = 4.0
     min_synthetic: int = 300
     text_triplets: int = 0
     heldout_share: float = 0.2
