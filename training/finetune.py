@@ -77,9 +77,9 @@ class FinetuneConfig:
     ``min_synthetic``), plus ``text_triplets`` text-only ones (a caption as reference, ``training.stage2``).
     ``hard_negatives`` per triplet: for a pick, the items shown beside it that the customer passed over first."""
 
-    steps: int = 300
+    steps: int = 600
     batch_size: int = 128
-    lr: float = 5e-4
+    lr: float = 1e-3
     temperature: float = 0.05
     hard_negatives: int = 11
     synthetic_per_pick: float = 4.0

@@ -110,8 +110,8 @@ def finetune_command(
     force: Annotated[bool, typer.Option(help="Activate the new version even if it is worse on held-out "
                                              "picks or forgets.")] = False,
     parent: Annotated[str | None, typer.Option(help="Version to continue from (default: the active one).")] = None,
-    steps: Annotated[int | None, typer.Option(help="Training steps (default 300).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate of the adapters (default 5e-4).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps (default 600).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate of the adapters (default 1e-3).")] = None,
     heldout_share: Annotated[float | None, typer.Option(help="Share of sessions held out for evaluation "
                                                              "(default 0.2).")] = None,
     seed: Annotated[int | None, typer.Option(help="Training seed (default 0).")] = None,
