@@ -12,20 +12,22 @@ import copy
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from assistant.conversation import Conversation, ShownItem
 from assistant.log_retention import Retention, delete_session
 from assistant.messages import examples, language_names, quoted, sentences, text
 from assistant.parser import NONE_OF_THESE, START_OVER, UNDO, Parsed, RuleParser, clean_text, readable_part
-from assistant.searcher import Searcher
+from assistant.searcher import CatalogSearcher, Searcher
 from assistant.triplet_log import TripletLog
 from assistant.turn_log import TurnLog, turn_log_path
 from assistant.uploads import UploadStore
 from assistant.vocabulary import Vocabulary
 from retrieval.image_io import ImageRejected
+from retrieval.query_encoder import QueryEncoder
 from retrieval.search import ReferenceNotFound
-from retrieval.store import BadFilter, where_clause
+from retrieval.store import BadFilter, CatalogStore, where_clause
 
 Progress = Callable[[float, str], Any]
 DEFAULT_K = 12
@@ -90,6 +92,12 @@ class Assistant:
         if turn_log is None and log is not None:
             turn_log = TurnLog(turn_log_path(log.path), log.salt)
         self.turn_log = turn_log
+
+    @classmethod
+    def for_catalog(cls, store: CatalogStore, encoder: QueryEncoder, log_path: Path, salt: bytes) -> Assistant:
+        """The assistant as a shop runs it on one catalog (its schema's rule parser), picks logged to ``log_path``:
+        what ``circhat build`` hands its simulated shoppers, as the layer below may not build one itself."""
+        return cls(CatalogSearcher(store, encoder), log=TripletLog(log_path, salt=salt))
 
     def forget(self, conv: Conversation) -> Retention | None:
         """Delete this session's picks, turns and the upload copies only its picks named (“Delete my data”)."""

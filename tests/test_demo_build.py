@@ -37,12 +37,13 @@ def composed_search(client) -> dict:
 
 
 def test_first_run_serves_the_baseline_at_once_then_switches_to_the_trained_model(tmp_path):
+    from assistant.turns import Assistant
     from training.pipeline import prepare_demo
     from ui.serve import start_demo
 
     registry = Registry(tmp_path / "models")
     built = prepare_demo(tmp_path, seed=3, n_images=600, say=lambda _: None, progress=False, registry=registry,
-                         config=SMALL)
+                         config=SMALL, shop_assistant=Assistant.for_catalog)
     assert built.db == built.world.root / "catalog.lancedb"
     assert not built.build.composer_cached()
     served, train = start_demo(built.build, registry, log=tmp_path / "picks.jsonl", port=free_port(),
@@ -64,6 +65,7 @@ def test_first_run_serves_the_baseline_at_once_then_switches_to_the_trained_mode
         report = train()
 
         assert searcher.status == "" and searcher.model_version == report.active == report.version
+        assert report.sessions["sessions"] == 5 and len(report.sessions["success@10"]) == SMALL.session_turns
         assert composed_search(connect(served.url))["mode"] == "composed"
         if page is not None:
             expect(page.locator("#model-version")).to_contain_text(report.version, timeout=30_000)
@@ -82,6 +84,9 @@ def test_first_run_serves_the_baseline_at_once_then_switches_to_the_trained_mode
     try:
         assert served.assistant.searcher.status == ""
         assert served.assistant.searcher.model_version == report.version
-        assert train().version == report.version
+        again_report = train()
+        assert again_report.version == report.version
+        assert again_report.sessions == {}, "without an assistant handed in, the shoppers' step is skipped"
+        assert [s.name for s in again_report.steps if s.name == "sessions"] == []
     finally:
         served.close()

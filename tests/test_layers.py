@@ -44,6 +44,8 @@ RULES = (
          "assistant must not import training or ui"),
     Rule(("assistant",), lambda m: _under(m, "gradio") or _under(m, "gradio_client"),
          "assistant must know nothing of Gradio"),
+    Rule(("training",), lambda m: _under(m, "assistant"),
+         "training must not import assistant (it sits beside it, on retrieval; a caller hands it an assistant)"),
     Rule(("assistant", "retrieval", "training"), lambda m: _under(m, "ui"),
          "only ui/ may import ui (tests and benchmarks aside)"),
     Rule(("assistant", "retrieval", "ui"), lambda m: _under(m, DEMO_WORLD),

@@ -33,11 +33,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from assistant.parser import RuleParser
-from assistant.searcher import CatalogSearcher
-from assistant.triplet_log import TripletLog
-from assistant.turns import Assistant
-from assistant.vocabulary import Vocabulary
 from retrieval.backbone import Backbone, BackboneSpec, load_backbone
 from retrieval.durable_files import write_atomically
 from retrieval.image_io import load_image
@@ -50,7 +45,13 @@ from training.features import FrozenFeatures
 from training.pretrain_backbone import BackboneTrainConfig, train_catalog_backbone
 from training.registry import Registry, register_build
 from training.schema_triplets import evaluation_sets, make_catalog_text_triplets, make_catalog_triplets
-from training.simulated_customers import CATALOG_STYLE, CustomerCatalog, CustomerConfig, simulate_customers
+from training.simulated_customers import (
+    CATALOG_STYLE,
+    CustomerCatalog,
+    CustomerConfig,
+    ShopAssistantFactory,
+    simulate_customers,
+)
 from training.stage1 import Stage1Config, train_stage1
 from training.stage2 import Stage2Config, train_stage2
 from training.triplets import Triplet
@@ -170,6 +171,10 @@ class StepCache:
         self.records.append(StepRecord(name, folder.name, False, seconds))
         return folder, result
 
+    def skip(self, name: str, why: str) -> None:
+        """A step this build does not run, said so in its place."""
+        self.say(f"[{STEPS.index(name) + 1}/{len(STEPS)}] {name}: skipped ({why})")
+
     def timed(self, name: str, work: Callable[[], Any]) -> Any:
         """A step that is not cached here (it is incremental by itself), timed and reported like the others."""
         number = STEPS.index(name) + 1
@@ -255,11 +260,11 @@ def evaluate_methods(labels: LabelledCatalog, features: FrozenFeatures, plain: Q
     return out
 
 
-def run_sessions(store: CatalogStore, encoder: QueryEncoder, config: BuildConfig, progress: bool) -> dict[str, Any]:
+def run_sessions(store: CatalogStore, encoder: QueryEncoder, config: BuildConfig,
+                 shop_assistant: ShopAssistantFactory, progress: bool) -> dict[str, Any]:
     """Simulated shoppers through the assistant (rule parser, this catalog's schema), logged to a scratch file."""
     with tempfile.TemporaryDirectory(prefix="circhat-build-sessions-") as scratch:
-        assistant = Assistant(CatalogSearcher(store, encoder), RuleParser(Vocabulary(store.catalog_schema)),
-                              TripletLog(Path(scratch) / "picks.jsonl", salt=b"build"))
+        assistant = shop_assistant(store, encoder, Path(scratch) / "picks.jsonl", b"build")
         customers = CustomerConfig(sessions=config.sessions, seed=config.seed, style=CATALOG_STYLE, differing=3,
                                    turns=config.session_turns, consent=0.0)
         result = simulate_customers(assistant, CustomerCatalog.from_store(store), customers, progress)
@@ -278,13 +283,14 @@ class CatalogBuild:
     def __init__(self, folder: Path, metadata: Path | None, db: Path, table: str = DEFAULT_TABLE, *,
                  spec: BackboneSpec | None = None, config: BuildConfig = BuildConfig(), work: Path | None = None,
                  registry: Registry | None = None, format: str | None = None, encoding: str | None = None,
-                 say: Callable[[str], None] = _stderr, progress: bool = True):
+                 shop_assistant: ShopAssistantFactory | None = None, say: Callable[[str], None] = _stderr,
+                 progress: bool = True):
         self.folder, self.metadata, self.db, self.table = Path(folder), Path(metadata) if metadata else None, \
             Path(db), table
         self.spec, self.config, self.format, self.encoding = spec, config, format, encoding
         self.registry = registry or Registry()
         self.work = Path(work) if work else default_work_dir(self.db, table)
-        self.say, self.progress = say, progress
+        self.say, self.progress, self.shop_assistant = say, progress, shop_assistant
         self.steps = StepCache(self.work, lambda message: self.say(message))
         self.trained_backbone = spec is None
         self.backbone_metrics: dict[str, Any] = {}
@@ -356,6 +362,18 @@ class CatalogBuild:
                      "text-only triplets alone")
             return text
 
+    def _sessions(self, composer: Path, two_stage: QueryEncoder) -> dict[str, Any]:
+        """Simulated shoppers through the assistant the caller handed in; none (and said so) without one."""
+        config, shop_assistant = self.config, self.shop_assistant
+        if shop_assistant is None or not config.sessions:
+            self.steps.skip("sessions", "no assistant given" if shop_assistant is None else "0 sessions asked")
+            return {}
+        _, sessions = self.steps.run(
+            "sessions", {"composer": composer.name, "sessions": config.sessions, "turns": config.session_turns,
+                         "seed": config.seed},
+            lambda out: run_sessions(self.store, two_stage, config, shop_assistant, self.progress))
+        return sessions
+
     def finish(self) -> BuildReport:
         """Train (or reuse) both stages, evaluate, simulate shoppers, register the version, write the report."""
         config, labels, features, backbone, spec = self.config, self.labels, self.features, self.backbone, self.spec
@@ -383,9 +401,7 @@ class CatalogBuild:
         _, evaluation = self.steps.run(
             "evaluate", {"composer": composer.name, "queries": config.eval_queries, "seed": config.seed},
             lambda out: evaluate_methods(labels, features, plain, two_stage, config.eval_queries, config.seed + 100))
-        _, sessions = self.steps.run(
-            "sessions", {"composer": composer.name, "sessions": config.sessions, "turns": config.session_turns,
-                         "seed": config.seed}, lambda out: run_sessions(self.store, two_stage, config, self.progress))
+        sessions = self._sessions(composer, two_stage)
         training = {"kind": "build", "catalog": str(self.folder.resolve()), "metadata": str(self.metadata or ""),
                     "triplets": sum(not t.text_only for t in triplets),
                     "text_triplets": sum(t.text_only for t in triplets),
@@ -410,14 +426,18 @@ class CatalogBuild:
 def build_catalog(folder: Path, metadata: Path | None, db: Path, table: str = DEFAULT_TABLE, *,
                   spec: BackboneSpec | None = None, config: BuildConfig = BuildConfig(), work: Path | None = None,
                   registry: Registry | None = None, format: str | None = None, encoding: str | None = None,
-                  say: Callable[[str], None] = _stderr, progress: bool = True) -> BuildReport:
+                  shop_assistant: ShopAssistantFactory | None = None, say: Callable[[str], None] = _stderr,
+                  progress: bool = True) -> BuildReport:
     """Build (or resume building) a catalog's store and two-stage model; see the module docstring.
 
     ``spec`` is a pretrained open_clip backbone to use as is; without it the tiny backbone is trained on the
     catalog. Raises ``MetadataError``/``SchemaError`` on a metadata file that cannot be used (nothing written),
     ``ValueError`` when the catalog has nothing to compose (no attribute with two values, or no pairs).
+    ``shop_assistant`` (``assistant.turns.Assistant.for_catalog``) lets simulated shoppers try the new model
+    through the assistant; without it that step is skipped.
     """
     build = CatalogBuild(folder, metadata, db, table, spec=spec, config=config, work=work, registry=registry,
-                         format=format, encoding=encoding, say=say, progress=progress)
+                         format=format, encoding=encoding, shop_assistant=shop_assistant, say=say,
+                         progress=progress)
     build.prepare()
     return build.finish()

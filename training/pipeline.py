@@ -17,6 +17,7 @@ from retrieval.store import DEFAULT_TABLE
 from training.build import BuildConfig, BuildReport, CatalogBuild
 from training.pretrain_backbone import BackboneTrainConfig
 from training.registry import Registry
+from training.simulated_customers import ShopAssistantFactory
 from training.world import World, WorldConfig, build_world, world_dir
 
 DEMO_TRIPLETS = 5000
@@ -59,10 +60,12 @@ def demo_registry(data_dir: Path | None) -> Registry:
 
 def prepare_demo(data_dir: Path | None, seed: int, n_images: int, pairs: int | None = None,
                  say: Callable[[str], None] = _stderr, progress: bool = True,
-                 registry: Registry | None = None, config: BuildConfig | None = None) -> DemoBuild:
+                 registry: Registry | None = None, config: BuildConfig | None = None,
+                 shop_assistant: ShopAssistantFactory | None = None) -> DemoBuild:
     """Render (or reuse) the demo world and prepare its build: backbone and ingested store, saying each step.
 
-    ``config`` replaces the demo's recipe (``demo_config``; then ``pairs`` is unused), for smaller test budgets."""
+    ``config`` replaces the demo's recipe (``demo_config``; then ``pairs`` is unused), for smaller test budgets;
+    ``shop_assistant`` lets the build's simulated shoppers run (``training.build.build_catalog``)."""
     world_config = WorldConfig(seed=seed, n_images=n_images)
     cached = (world_dir(world_config, data_dir) / "world.json").exists()
     say(f"[world] demo world ({n_images} images, seed {seed}): {'cached' if cached else 'rendering'}")
@@ -71,17 +74,18 @@ def prepare_demo(data_dir: Path | None, seed: int, n_images: int, pairs: int | N
     say(f"      {world.root} ({time.perf_counter() - start:.1f}s)")
     build = CatalogBuild(world.root, world.catalog_csv, world.root / DEMO_DB, DEFAULT_TABLE,
                          config=config or demo_config(seed, pairs or DEMO_PAIRS), work=world.root / DEMO_WORK,
-                         registry=registry or demo_registry(data_dir), say=say, progress=progress)
+                         registry=registry or demo_registry(data_dir), shop_assistant=shop_assistant, say=say,
+                         progress=progress)
     build.prepare()
     return DemoBuild(world, build)
 
 
 def build_demo(data_dir: Path | None, seed: int, n_images: int, pairs: int | None = None,
                say: Callable[[str], None] = _stderr, progress: bool = True,
-               registry: Registry | None = None, config: BuildConfig | None = None
-               ) -> tuple[DemoBuild, BuildReport, Path]:
+               registry: Registry | None = None, config: BuildConfig | None = None,
+               shop_assistant: ShopAssistantFactory | None = None) -> tuple[DemoBuild, BuildReport, Path]:
     """The whole demo build (cached): (the build, its report, the folder of its registered composer)."""
     registry = registry or demo_registry(data_dir)
-    built = prepare_demo(data_dir, seed, n_images, pairs, say, progress, registry, config)
+    built = prepare_demo(data_dir, seed, n_images, pairs, say, progress, registry, config, shop_assistant)
     report = built.build.finish()
     return built, report, registry.composer_dir(report.version)

@@ -24,14 +24,16 @@ picked an item of the target's combination counts as a success from then on).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
 
-from assistant.turns import Assistant
 from retrieval.catalog_schema import Attribute
+from retrieval.query_encoder import QueryEncoder
 from retrieval.store import CatalogStore
 from training.catalog_labels import LabelledCatalog
 from training.schema_triplets import PairIndex
@@ -39,6 +41,23 @@ from training.schema_triplets import phrase as schema_phrase
 from training.triplets import EDITABLE, phrase
 
 SHOWN_FOR_SUCCESS = (1, 10)
+
+
+class ShopAssistant(Protocol):
+    """What a simulated customer talks to: the assistant's turn API (``assistant.turns.Assistant``), handed in by
+    the caller because training sits below the assistant and may not build one."""
+
+    searcher: Any
+
+    def start(self, session_id: str) -> Any: ...
+
+    def say(self, conv: Any, message: str = "", image: str | None = None) -> Any: ...
+
+    def pick(self, conv: Any, item_id: str, consent: bool = False) -> Any: ...
+
+
+ShopAssistantFactory = Callable[[CatalogStore, QueryEncoder, Path, bytes], ShopAssistant]
+"""(store, encoder, pick log path, log salt) -> an assistant over that catalog (``Assistant.for_catalog``)."""
 
 
 @dataclass(frozen=True)
@@ -206,7 +225,7 @@ def make_customers(catalog: CustomerCatalog, config: CustomerConfig) -> list[Cus
     return out
 
 
-def run_customer(assistant: Assistant, catalog: CustomerCatalog, customer: Customer, config: CustomerConfig,
+def run_customer(assistant: ShopAssistant, catalog: CustomerCatalog, customer: Customer, config: CustomerConfig,
                  index: int) -> dict[str, Any]:
     """One session through ``Assistant.say`` / ``Assistant.pick``; returns hits per turn and what happened."""
     rng = np.random.default_rng([config.seed, index, 29])
@@ -258,7 +277,7 @@ def run_customer(assistant: Assistant, catalog: CustomerCatalog, customer: Custo
     return {"hits": hits, "picks": picks, "found": bool(found), "said": said}
 
 
-def simulate_customers(assistant: Assistant, catalog: CustomerCatalog, config: CustomerConfig,
+def simulate_customers(assistant: ShopAssistant, catalog: CustomerCatalog, config: CustomerConfig,
                        progress: bool = True) -> dict[str, Any]:
     """Run every customer; success@K per turn in percent, picks logged, sessions that found their target."""
     check_style(catalog.labels, config.style)

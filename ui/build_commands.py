@@ -66,6 +66,7 @@ def build_command(
     Each step is cached by its inputs; a killed build resumes where it stopped, a rerun with nothing changed
     trains nothing. Then `circhat serve --db DB` serves it.
     """
+    from assistant.turns import Assistant
     from retrieval.backbone import BackboneSpec, BackboneUnavailable
     from retrieval.errors import MetadataError, SchemaError
     from retrieval.ingest import IngestBusy
@@ -101,7 +102,7 @@ def build_command(
     try:
         report = build_catalog(catalog_dir, metadata, db_path, table, spec=spec, config=config, work=work,
                                registry=Registry(registry) if registry else None, format=format, encoding=encoding,
-                               say=_say, progress=progress)
+                               shop_assistant=Assistant.for_catalog, say=_say, progress=progress)
     except (BackboneUnavailable, ModelMismatch, LayoutMismatch, FileNotFoundError, IngestBusy, MetadataError,
             SchemaError, ValueError) as err:
         raise _fail(str(err)) from None

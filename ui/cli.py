@@ -100,10 +100,12 @@ def demo(data_dir: DataDir = None, seed: Seed = 0, n_images: NImages = 10_000, p
         typer.secho(str(err), fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     start = time.perf_counter()
+    from assistant.turns import Assistant
     from training.pipeline import demo_registry, prepare_demo
 
     registry = demo_registry(data_dir)
-    built = prepare_demo(data_dir, seed, n_images, pairs, say=_say, registry=registry)
+    built = prepare_demo(data_dir, seed, n_images, pairs, say=_say, registry=registry,
+                         shop_assistant=Assistant.for_catalog)
     typer.echo(f"demo catalog ready in {time.perf_counter() - start:.0f}s: {len(built.world.items)} images at "
                f"{built.world.root}, store {built.db}")
     if not serve:

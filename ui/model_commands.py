@@ -47,9 +47,10 @@ def _store(db: str | None, table: str, registry, data_dir: Path | None, seed: in
 
     if db is not None:
         return CatalogStore.open(db, table)
+    from assistant.turns import Assistant
     from training.pipeline import prepare_demo
 
-    built = prepare_demo(data_dir, seed, n_images, registry=registry)
+    built = prepare_demo(data_dir, seed, n_images, registry=registry, shop_assistant=Assistant.for_catalog)
     built.build.finish()
     return CatalogStore.open(built.db)
 
