@@ -52,6 +52,14 @@ def test_a_run_without_text_only_data_is_checked_on_its_image_triplets():
     assert checks["stage 2 on 1000 triplets, CPU"] == ("30 s", True)
 
 
+def test_the_whole_run_is_held_to_its_budget():
+    checks = {name: (measured, met) for name, _, measured, met in acceptance(results() | {"wall_s": 1830.0})}
+    assert checks["the whole benchmark, 2 CPUs"] == ("30.5 min", False)
+    checks = {name: (measured, met) for name, _, measured, met in acceptance(results() | {"wall_s": 1790.0})}
+    assert checks["the whole benchmark, 2 CPUs"] == ("29.8 min", True)
+    assert acceptance(results())[-1][1:] == ("≤ 30 min", "nan min", False), "an untimed run is not a met budget"
+
+
 def test_a_baseline_that_ties_on_one_recall_fails_the_beats_every_baseline_check():
     tied = results()
     tied["methods"]["image + text (sum)"] = recall(30, 90)

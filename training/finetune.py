@@ -82,7 +82,7 @@ class FinetuneConfig:
     lr: float = 1e-3
     temperature: float = 0.05
     hard_negatives: int = 11
-    synthetic_per_pick: float = 4.0
+    synthetic_per_pick: float = 8.0
     min_synthetic: int = 300
     text_triplets: int = 0
     heldout_share: float = 0.2
