@@ -111,6 +111,7 @@ def run_benchmark(config: BenchConfig, out_dir: Path, data_dir: Path | None = No
                   progress: bool = True) -> dict:
     """Train every method and ablation once and evaluate all of them on the same queries."""
     torch.manual_seed(config.seed)
+    start = time.perf_counter()
     load_at_start = round(os.getloadavg()[0], 2)
     bench = Bench(config, data_dir, progress)
     s1, s2 = config.stage1, config.stage2
@@ -184,6 +185,7 @@ def run_benchmark(config: BenchConfig, out_dir: Path, data_dir: Path | None = No
     results["machine"] = {"platform": platform.platform(), "cpus": torch.get_num_threads(),
                           "device": "cuda" if torch.cuda.is_available() else "cpu",
                           "load_avg_start": load_at_start, "load_avg_end": round(os.getloadavg()[0], 2)}
+    results["wall_s"] = round(time.perf_counter() - start, 1)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "cir.json").write_text(json.dumps(results, indent=2, default=_json) + "\n")
     return results
