@@ -357,12 +357,16 @@ def _decode(path: Path, data: bytes, encoding: str | None) -> tuple[str, str | N
 
 
 def _shift_jis(data: bytes) -> str | None:
-    """The bytes as cp932 when they read as Japanese text, so a Latin-1 file is not taken for mojibake."""
+    """The bytes as cp932 when they read as Japanese text, so a Latin-1 file is not taken for mojibake.
+
+    A Latin-1 accented letter is a cp932 lead byte that swallows the next letter into one kanji ('crème' reads
+    'cr鑪e'); Japanese text does not put a lone kanji inside a Latin word, so that reading is refused."""
     try:
         text = data.decode("cp932")
     except UnicodeDecodeError:
         return None
-    if re.search(r"[\x80-\x9f\ue000-\uf8ff]", text) or not re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", text):
+    if re.search(r"[\x80-\x9f\ue000-\uf8ff]", text) or not re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", text) \
+            or re.search(r"[A-Za-z][\u4e00-\u9fff][A-Za-z]", text):
         return None
     return text
 

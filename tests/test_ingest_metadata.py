@@ -189,9 +189,6 @@ def test_a_price_column_without_numbers_gets_a_clear_message(tmp_path, backbone)
         assert {f.id for f in report.failures} == {"1", "2"} or report.added == 2
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: metadata_formats._shift_jis takes a Latin-1 file for "
-                                       "Shift_JIS when its accented letter is followed by a cp932 trail byte "
-                                       "('crème' is read as 'cr鑪e')")
 def test_a_latin1_file_is_not_read_as_shift_jis(tmp_path):
     metadata = tmp_path / "products.csv"
     metadata.write_bytes("id,file,colour\n1,p0.png,crème\n".encode("latin-1"))

@@ -476,6 +476,12 @@ def test_shift_jis_excel_export_is_read(tmp_path):
     assert table.notes[0] == "read as Shift_JIS (cp932): the file is not UTF-8"
 
 
+def test_shift_jis_with_latin_words_beside_kanji_is_still_read(tmp_path):
+    path = tmp_path / "sjis.csv"
+    path.write_bytes("id,file,商品名\n1,a.png,LED電球 Tシャツ用\n".encode("cp932"))
+    assert read_metadata(path).rows[0].values == {column_name("商品名"): "LED電球 Tシャツ用"}
+
+
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
 def test_bom_files_are_read(tmp_path, encoding):
     path = write(tmp_path / "bom.csv", "id,file,name\n1,a.png,Robe rouge\n", encoding)
