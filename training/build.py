@@ -136,6 +136,11 @@ def digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _numbered(name: str) -> str:
+    """A step's progress line head, ``[3/7] stage 1``; a step outside ``STEPS`` is numbered 0."""
+    return f"[{STEPS.index(name) + 1 if name in STEPS else 0}/{len(STEPS)}] {name}"
+
+
 class StepCache:
     """Step outputs under ``root``, each in ``<name>-<digest of its inputs>/`` with ``step.json`` written last."""
 
@@ -146,16 +151,15 @@ class StepCache:
 
     def run(self, name: str, inputs: dict[str, Any], make: Callable[[Path], dict[str, Any]]) -> tuple[Path, dict]:
         """``make(folder)`` fills a fresh folder and returns the step's result, unless this exact step is done."""
-        number = STEPS.index(name) + 1 if name in STEPS else 0
         key = digest(inputs)
         folder = self.root / f"{name.replace(' ', '')}-{key}"
         done = folder / STEP_FILE
         if done.is_file():
             saved = json.loads(done.read_text())
-            self.say(f"[{number}/{len(STEPS)}] {name}: cached ({folder.name})")
+            self.say(f"{_numbered(name)}: cached ({folder.name})")
             self.records.append(StepRecord(name, folder.name, True, saved["seconds"]))
             return folder, saved["result"]
-        self.say(f"[{number}/{len(STEPS)}] {name}")
+        self.say(_numbered(name))
         partial = self.root / f".{folder.name}.partial"
         if partial.exists():
             shutil.rmtree(partial)
@@ -173,12 +177,11 @@ class StepCache:
 
     def skip(self, name: str, why: str) -> None:
         """A step this build does not run, said so in its place."""
-        self.say(f"[{STEPS.index(name) + 1}/{len(STEPS)}] {name}: skipped ({why})")
+        self.say(f"{_numbered(name)}: skipped ({why})")
 
     def timed(self, name: str, work: Callable[[], Any]) -> Any:
         """A step that is not cached here (it is incremental by itself), timed and reported like the others."""
-        number = STEPS.index(name) + 1
-        self.say(f"[{number}/{len(STEPS)}] {name}")
+        self.say(_numbered(name))
         start = time.perf_counter()
         out = work()
         self.records.append(StepRecord(name, None, False, round(time.perf_counter() - start, 1)))
@@ -262,7 +265,7 @@ def evaluate_methods(labels: LabelledCatalog, features: FrozenFeatures, plain: Q
 
 def run_sessions(store: CatalogStore, encoder: QueryEncoder, config: BuildConfig,
                  shop_assistant: ShopAssistantFactory, progress: bool) -> dict[str, Any]:
-    """Simulated shoppers through the assistant (rule parser, this catalog's schema), logged to a scratch file."""
+    """Simulated shoppers through the assistant ``shop_assistant`` makes for this catalog, logged to a scratch file."""
     with tempfile.TemporaryDirectory(prefix="circhat-build-sessions-") as scratch:
         assistant = shop_assistant(store, encoder, Path(scratch) / "picks.jsonl", b"build")
         customers = CustomerConfig(sessions=config.sessions, seed=config.seed, style=CATALOG_STYLE, differing=3,
