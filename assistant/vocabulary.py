@@ -1,9 +1,9 @@
 """A catalog schema compiled for parsing: every phrase a shopper may use, and what it means in this catalog.
 
 Built from the catalog's ``CatalogSchema`` (its values, synonyms per language,
-relative words, "none of it" values) plus the lexicon words of the same concepts
-that the catalog does *not* carry, so "grey" in a shop without grey is
-recognised as a colour it lacks instead of being run as free text.
+relative words, "none of it" values, words learned from its customers' picks)
+plus the lexicon words of the same concepts that the catalog does *not* carry,
+so "grey" in a shop without grey is recognised as a colour it lacks instead of being run as free text.
 """
 
 from __future__ import annotations
@@ -99,6 +99,9 @@ class Vocabulary:
                 self._add(word, Meaning(attribute.name, relative.word))
         for word in (w for ws in attribute.generic.values() for w in ws):
             self._add(word, Meaning(attribute.name, None))
+        for learned in (w for w in self.schema.learned if w.means(attribute)):
+            value = attribute.value(learned.value)
+            self._add(learned.phrase, Meaning(attribute.name, value.name if value else learned.value))
 
     def _add_uncarried(self, attribute: Attribute) -> None:
         concept = self.lexicon.concepts.get(attribute.concept or "")

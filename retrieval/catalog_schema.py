@@ -164,6 +164,22 @@ class CaptionGrammar(BaseModel):
     noun: str = "item"
 
 
+class LearnedWord(BaseModel):
+    """A phrase this catalog's customers use for a value or a one-step edit, learned from their picks
+    (``assistant.word_learning``), with the evidence: in how many picks it was said and how many agreed."""
+
+    phrase: str
+    attribute: str
+    value: str = Field(description="a value of the attribute, or one of its relative words (shorter)")
+    picks: int = 0
+    agreeing: int = 0
+
+    def means(self, attribute: Attribute) -> bool:
+        """Whether this word still names something of ``attribute`` (its values change with re-ingests)."""
+        return attribute.name == self.attribute and (attribute.value(self.value) is not None
+                                                     or attribute.relative_word(self.value) is not None)
+
+
 class CatalogSchema(BaseModel):
     """A catalog's vocabulary; see the module docstring."""
 
@@ -176,6 +192,7 @@ class CatalogSchema(BaseModel):
     ignored: dict[str, str] = Field(default_factory=dict)
     caption: CaptionGrammar = Field(default_factory=CaptionGrammar)
     languages: list[str] = Field(default_factory=lambda: ["en"])
+    learned: list[LearnedWord] = Field(default_factory=list)
 
     def attribute(self, name: str | None) -> Attribute | None:
         return next((a for a in self.attributes if a.name == name), None)
@@ -269,6 +286,14 @@ class CatalogSchema(BaseModel):
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, exclude_defaults=False) + "\n"
 
+    def with_learned(self, words: Sequence[LearnedWord]) -> CatalogSchema:
+        """This schema with ``words`` learned (replacing a phrase learned before), dropping any that no longer name
+        an attribute value or relative word of the catalog."""
+        fresh = {normal(w.phrase): w for w in words}
+        kept = [w for w in self.learned if normal(w.phrase) not in fresh] + list(fresh.values())
+        return self.model_copy(update={"learned": [
+            w for w in kept if any(w.means(a) for a in self.attributes)]})
+
     @classmethod
     def from_json(cls, text: str, where: str = "schema.json") -> CatalogSchema:
         """A schema from JSON text, with a clear message when a shop's edit broke it."""
@@ -309,10 +334,11 @@ def load_schema(path: Path) -> CatalogSchema:
 
 
 def save_schema(schema: CatalogSchema, path: Path) -> None:
-    """Write ``schema.json`` atomically, so a shop never finds half a file."""
+    """Write ``schema.json`` atomically, so a shop never finds half a file; it holds what the shop writes, while
+    words learned from customers stay with the catalog's store (``circhat words``)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(schema.to_json(), encoding="utf-8")
+    tmp.write_text(schema.model_dump_json(indent=2, exclude={"learned"}) + "\n", encoding="utf-8")
     tmp.replace(path)
 
 

@@ -430,8 +430,9 @@ def ingest(folder: str | Path, backbone: Backbone, db: str | Path, table: str = 
         if sync:
             wanted = {item.id for item in catalog.items}
             report.removed = store.delete(sorted(set(current) - wanted))
-        if store.catalog_schema != catalog.schema:
-            store.save_catalog_schema(catalog.schema)
+        schema = catalog.schema.with_learned(store.catalog_schema.learned)
+        if store.catalog_schema != schema:
+            store.save_catalog_schema(schema)
         if catalog.schema_file is not None:
             save_schema(catalog.schema, catalog.schema_file)
         report.indexes = store.ensure_indexes(ann_min_rows)

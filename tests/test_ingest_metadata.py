@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from assistant.parser import parse_rules
 from assistant.vocabulary import Vocabulary
-from retrieval.catalog_schema import infer_schema, load_schema
+from retrieval.catalog_schema import LearnedWord, infer_schema, load_schema
 from retrieval.errors import MetadataError, SchemaError
 from retrieval.ingest import Embedder, ingest
 from retrieval.metadata_formats import column_name, read_metadata
@@ -343,6 +343,16 @@ def test_shopify_export_ingests_and_schema_json_edits_apply_without_reembedding(
     third = ingest(folder, backbone, db, metadata=export, progress=False)
     assert (third.added, third.updated, third.unchanged) == (0, 0, 3)
     assert schema_file.read_bytes() == text and CatalogStore.open(db).catalog_schema == stored
+
+    # words learned from customers' picks live with the store: a re-ingest keeps them, the shop's file never has them
+    learned = LearnedWord(phrase="couleur sauge", attribute="color", value="Sage", picks=6, agreeing=5)
+    CatalogStore.open(db).save_catalog_schema(stored.with_learned([learned]))
+    ingest(folder, backbone, db, metadata=export, progress=False)
+    kept = CatalogStore.open(db).catalog_schema
+    assert kept.learned == [learned] and kept.model_copy(update={"learned": []}) == stored
+    assert schema_file.read_bytes() == text
+    parsed = parse_rules("couleur sauge", Vocabulary(kept))
+    assert [(i.attribute, i.value) for i in parsed.instructions] == [("color", "Sage")]
 
 
 def test_a_cp932_file_with_japanese_values_through_the_api(backbone, tmp_path):

@@ -81,6 +81,17 @@ class Style:
                             else (self.longer if up else self.shorter))
         return options[int(rng.integers(len(options)))]
 
+    def meanings(self) -> dict[str, tuple[str, str]]:
+        """What each phrase asks for: (attribute, value), or (attribute, "shorter"/"longer") for a one-step edit;
+        the ground truth a learner of these customers' words is checked against."""
+        out = {p: (attribute, value) for attribute, values in self.words.items()
+               for value, phrases in values.items() for p in phrases}
+        for attribute, word, phrases in (("length", "shorter", self.shorter), ("length", "longer", self.longer),
+                                         ("sleeve", "shorter", self.sleeve_shorter),
+                                         ("sleeve", "longer", self.sleeve_longer)):
+            out |= dict.fromkeys(phrases, (attribute, word))
+        return out
+
     def phrases(self) -> list[str]:
         return sorted({p for values in self.words.values() for ps in values.values() for p in ps}
                       | {*self.shorter, *self.longer, *self.sleeve_shorter, *self.sleeve_longer})

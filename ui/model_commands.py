@@ -1,4 +1,5 @@
-"""``circhat models list|use``, ``circhat finetune`` and ``circhat simulate-customers``: learning from use.
+"""``circhat models list|use``, ``circhat finetune``, ``circhat words`` and ``circhat simulate-customers``: learning
+from use.
 
 ``register(app)`` adds them to the main ``circhat`` app; ``python -m
 ui.model_commands`` runs them on their own. Without ``--db`` the commands work
@@ -205,12 +206,108 @@ def simulate_customers_command(
         typer.echo(f"{k} by turn: " + "  ".join(f"{v:.1f}" for v in result[k]))
 
 
+def _word_lines(words) -> list[str]:
+    return [f"  {w.phrase!r} -> {w.attribute} {w.value}  ({w.agreeing} of {w.picks} picks agree)" for w in words]
+
+
+def words_list(db: Db = None, table: Table = "catalog", registry: RegistryDir = None, data_dir: DataDir = None,
+               world_seed: Seed = 0, n_images: NImages = 10_000,
+               as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the words learned from this catalog's customers, with the picks that taught them."""
+    from retrieval.store import StoreNotFound
+
+    try:
+        store = _store(db, table, _registry(registry, data_dir), data_dir, world_seed, n_images)
+        learned = store.catalog_schema.learned
+    except StoreNotFound as err:
+        raise _fail(str(err)) from None
+    if as_json:
+        typer.echo(json.dumps([w.model_dump() for w in learned], indent=2, ensure_ascii=False))
+        return
+    typer.echo(f"{len(learned)} learned words" + (":" if learned else " (`circhat words learn` reads the pick log)"))
+    for line in _word_lines(learned):
+        typer.echo(line)
+
+
+def words_learn(
+    log: LogPath = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be learned; change nothing.")] = False,
+    min_picks: Annotated[int | None, typer.Option(help="Picks a phrase needs with its meaning (default 4).")] = None,
+    min_share: Annotated[float | None, typer.Option(help="Share of a phrase's picks that must agree (default "
+                                                         "0.6).")] = None,
+    db: Db = None,
+    table: Table = "catalog",
+    registry: RegistryDir = None,
+    data_dir: DataDir = None,
+    world_seed: Seed = 0,
+    n_images: NImages = 10_000,
+) -> None:
+    """Learn what customers mean by the words the assistant could not place, from what they picked after saying them;
+    the catalog keeps them (restart the app to use them)."""
+    from assistant.triplet_log import default_log_path
+    from assistant.word_learning import catalog_values, learn_into
+    from retrieval.jsonl_log import read_log
+    from retrieval.store import StoreNotFound
+
+    path = log or default_log_path()
+    if not path.is_file():
+        raise _fail(f"no pick log at {path}: picks are logged as customers use the assistant")
+    thresholds = {k: v for k, v in (("min_picks", min_picks), ("min_share", min_share)) if v is not None}
+    try:
+        store = _store(db, table, _registry(registry, data_dir), data_dir, world_seed, n_images)
+        before = store.catalog_schema
+        after = learn_into(before, read_log(path), catalog_values(store).get, **thresholds)
+    except (StoreNotFound, ValueError) as err:
+        raise _fail(str(err)) from None
+    new = [w for w in after.learned if w not in before.learned]
+    typer.echo(f"{len(new)} words learned or relearned from {path}" + (":" if new else ""))
+    for line in _word_lines(new):
+        typer.echo(line)
+    if dry_run or after == before:
+        return
+    store.save_catalog_schema(after)
+    typer.echo(f"{len(after.learned)} learned words kept with catalog {table!r} (restart the app to use them; "
+               "`circhat words forget PHRASE` removes one)")
+
+
+def words_forget(
+    phrases: Annotated[list[str], typer.Argument(help="Learned phrases to forget.")],
+    db: Db = None,
+    table: Table = "catalog",
+    registry: RegistryDir = None,
+    data_dir: DataDir = None,
+    world_seed: Seed = 0,
+    n_images: NImages = 10_000,
+) -> None:
+    """Forget learned words (a later `circhat words learn` may learn them again from the same picks)."""
+    from retrieval.lexicon import normal
+    from retrieval.store import StoreNotFound
+
+    try:
+        store = _store(db, table, _registry(registry, data_dir), data_dir, world_seed, n_images)
+    except StoreNotFound as err:
+        raise _fail(str(err)) from None
+    schema = store.catalog_schema
+    unwanted = {normal(p) for p in phrases}
+    unknown = sorted(unwanted - {normal(w.phrase) for w in schema.learned})
+    if unknown:
+        raise _fail(f"not a learned word: {', '.join(unknown)} (`circhat words list` shows them)")
+    store.save_catalog_schema(schema.model_copy(update={
+        "learned": [w for w in schema.learned if normal(w.phrase) not in unwanted]}))
+    typer.echo(f"forgot {len(unwanted)} learned words (restart the app)")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``models``, ``finetune`` and ``simulate-customers`` to the main command-line app."""
+    """Add ``models``, ``finetune``, ``words`` and ``simulate-customers`` to the main command-line app."""
     models = typer.Typer(help="Model versions: list them, choose the active one.", no_args_is_help=True)
     models.command("list")(models_list)
     models.command("use")(models_use)
     app.add_typer(models, name="models")
+    words = typer.Typer(help="Words learned from customers' picks: list, learn, forget.", no_args_is_help=True)
+    words.command("list")(words_list)
+    words.command("learn")(words_learn)
+    words.command("forget")(words_forget)
+    app.add_typer(words, name="words")
     app.command("finetune")(finetune_command)
     app.command("simulate-customers")(simulate_customers_command)
 
