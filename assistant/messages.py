@@ -33,7 +33,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "describe_or_upload": "Describe {example} or upload a photo.",
         "no_change": "That did not change the search.",
         "hiding": "Hiding {n} rejected item(s) from now on.",
-        "free_text": "Passing {words} to the model as free text.",
+        "free_text": "Passing {words} to the model as free text, with a spread of results.",
         "not_understood": "I did not understand {words} (this model reads {languages} only), so I left it out.",
         "results": "Here are {n} items for {state}.",
         "click_to_pick": "Click one to pick it.",
@@ -86,7 +86,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "describe_or_upload": "{example}のように説明するか、写真をアップロードしてください。",
         "no_change": "検索条件は変わりませんでした。",
         "hiding": "違うと言われた{n}件を今後は表示しません。",
-        "free_text": "{words}はそのままモデルに渡します。",
+        "free_text": "{words}はそのままモデルに渡し、幅広く表示します。",
         "not_understood": "{words}は理解できませんでした（このモデルが読めるのは{languages}だけです）。"
                           "検索には使っていません。",
         "results": "{state}の商品を{n}件表示しています。",

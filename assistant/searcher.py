@@ -17,6 +17,9 @@ from retrieval.query_encoder import QueryEncoder
 from retrieval.search import search_catalog
 from retrieval.store import CatalogStore, Hit
 
+FREE_TEXT_DIVERSITY = 0.5
+"""How much a turn with free text trades score for a spread: words the rules could not place may mean anything, and
+a pick among varied items says what they meant (and teaches ``assistant.word_learning``)."""
 
 @dataclass
 class Results:
@@ -37,7 +40,7 @@ class Searcher(Protocol):
     text_languages: frozenset[str]
 
     def search(self, reference: str | None, instructions: Sequence[str], where: str | None, k: int,
-               exclude: Sequence[str]) -> Results: ...
+               exclude: Sequence[str], diverse: bool = False) -> Results: ...
 
     def item(self, item_id: str) -> Hit | None: ...
 
@@ -81,9 +84,9 @@ class CatalogSearcher:
         self.status = ""
 
     def search(self, reference: str | None, instructions: Sequence[str], where: str | None, k: int,
-               exclude: Sequence[str]) -> Results:
+               exclude: Sequence[str], diverse: bool = False) -> Results:
         result = search_catalog(self.store, self.encoder, reference, list(instructions), where=where, k=k,
-                                exclude=list(exclude))
+                                exclude=list(exclude), diversity=FREE_TEXT_DIVERSITY if diverse else 0.0)
         return Results(query=result.query, mode=result.mode, hits=result.hits, note=result.note,
                        timings_ms=result.timings_ms)
 

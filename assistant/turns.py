@@ -232,7 +232,8 @@ class Assistant:
         where = filters.where()
         progress(0.5, "searching the catalog")
         try:
-            results = self.searcher.search(reference, instructions, where, self.k, sorted(conv.rejected))
+            results = self.searcher.search(reference, instructions, where, self.k, sorted(conv.rejected),
+                                           diverse=any(i.attribute is None for i in conv.instructions))
         except (BadFilter, ReferenceNotFound, ImageRejected, ValueError) as err:
             return self._reply(conv, text(conv.language, "search_failed", error=err), ok=False)
         shown = [ShownItem(h.id, rank, float(h.score), h.path, dict(h.metadata))

@@ -5,6 +5,11 @@ and patch features: no image decode, no vision tower); a reference that is an
 image file goes through the sanitising decode of ``retrieval.image_io`` and the
 backbone. Without a composer checkpoint (no mapper) a reference plus words falls
 back to the sum of the normalised image and text embeddings, and says so.
+
+A diverse search (``diversity`` > 0) ranks a wider pool by maximal marginal
+relevance (Carbonell & Goldstein, 1998): each next item is the one whose score,
+less ``diversity`` times its similarity to the items already chosen, is
+highest, so the page shows a spread instead of near-copies of one guess.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from retrieval.backbone import Backbone
 from retrieval.image_io import load_image
 from retrieval.query_encoder import ModelMismatch, QueryEncoder, compose_text
 from retrieval.store import CatalogStore, Hit
+
+DIVERSE_POOL = 20
+"""A diverse search chooses its ``k`` items among the ``DIVERSE_POOL * k`` best."""
 
 SUM_FALLBACK_NOTE = ("no composer checkpoint loaded: the query is the sum of the reference image embedding and the "
                      "instruction text embedding (baseline); pass --composer for composed retrieval")
@@ -102,10 +110,30 @@ def query_vector(encoder: QueryEncoder, reference: Reference | None, instruction
     return vector.numpy(), encoder.fit_text(instructions, with_reference=True), "composed", None
 
 
+def diversify(hits: Sequence[Hit], k: int, diversity: float) -> list[Hit]:
+    """``k`` of ``hits`` (best first, with embeddings) by maximal marginal relevance; ``diversity`` 0 keeps the
+    ranking."""
+    if not hits or diversity <= 0:
+        return list(hits[:k])
+    vectors = np.stack([h.embedding for h in hits])
+    scores = np.array([h.score for h in hits])
+    chosen = [0]
+    nearest = vectors @ vectors[0]
+    while len(chosen) < min(k, len(hits)):
+        value = (1 - diversity) * scores - diversity * nearest
+        value[chosen] = -np.inf
+        best = int(value.argmax())
+        chosen.append(best)
+        nearest = np.maximum(nearest, vectors @ vectors[best])
+    return [hits[i] for i in chosen]
+
+
 def search_catalog(store: CatalogStore, encoder: QueryEncoder, reference: str | None = None,
                    instructions: Sequence[str] = (), where: str | None = None, k: int = 10,
-                   exclude: Sequence[str] = (), exclude_reference: bool = True, exact: bool = False) -> SearchResult:
-    """Rank catalog items for a reference (catalog id or image path, or None) plus ordered instructions.
+                   exclude: Sequence[str] = (), exclude_reference: bool = True, exact: bool = False,
+                   diversity: float = 0.0) -> SearchResult:
+    """Rank catalog items for a reference (catalog id or image path, or None) plus ordered instructions; with
+    ``diversity`` > 0, a spread of the best (see the module docstring).
 
     >>> search_catalog(store, encoder, "1042", ["make it blue", "shorter sleeves"], "price < 40")  # doctest: +SKIP
     """
@@ -120,7 +148,11 @@ def search_catalog(store: CatalogStore, encoder: QueryEncoder, reference: str | 
     excluded = list(exclude)
     if ref is not None and ref.catalog_id is not None and exclude_reference:
         excluded.append(ref.catalog_id)
-    hits = store.search(vector, k=k, where=where, exclude=excluded, exact=exact)
+    if diversity > 0:
+        pool = store.search(vector, k=DIVERSE_POOL * k, where=where, exclude=excluded, exact=exact, embeddings=True)
+        hits = diversify(pool, k, diversity)
+    else:
+        hits = store.search(vector, k=k, where=where, exclude=excluded, exact=exact)
     done = time.perf_counter()
     return SearchResult(query=text, mode=mode, instructions=instructions, hits=hits, reference=reference,
                         note=note, where=where,

@@ -123,6 +123,7 @@ class Hit:
     path: str
     score: float
     metadata: dict[str, str | float | None] = field(default_factory=dict)
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         return {"id": self.id, "path": self.path, "score": round(self.score, 6), "metadata": self.metadata}
@@ -365,15 +366,16 @@ class CatalogStore:
         return [ix for ix in self.table.list_indices() if ix.columns == ["embedding"]]
 
     def search(self, vector: np.ndarray, k: int = 10, where: str | None = None, exclude: Sequence[str] = (),
-               exact: bool = False, settings: IndexSettings = DEFAULT_INDEX) -> list[Hit]:
+               exact: bool = False, settings: IndexSettings = DEFAULT_INDEX, embeddings: bool = False) -> list[Hit]:
         """The ``k`` items nearest ``vector`` (cosine), optionally filtered, best first.
 
         ``where`` is a SQL condition on metadata columns (``category = 'dress' AND price < 40``),
-        applied before ranking. ``exact`` forces brute force even when an index exists.
+        applied before ranking. ``exact`` forces brute force even when an index exists. ``embeddings`` also
+        returns each hit's stored embedding (to compare the hits with each other).
         """
+        columns = ["id", "path", *self.layout.metadata_names, *(["embedding"] if embeddings else []), "_distance"]
         query = (self.table.search(np.asarray(vector, dtype=np.float32).ravel(), vector_column_name="embedding")
-                 .distance_type("cosine").limit(k)
-                 .select(["id", "path", *self.layout.metadata_names, "_distance"]))
+                 .distance_type("cosine").limit(k).select(columns))
         conditions = [f"({where})"] if where and where.strip() else []
         if exclude:
             conditions.append(id_filter(exclude, negate=True))
@@ -390,10 +392,12 @@ class CatalogStore:
                 raise BadFilter(f"cannot apply filter {where!r}: {_first_line(err)} "
                                 f"(columns: {', '.join(self.layout.metadata_names) or 'none'})") from None
             raise
+        vectors = result.column("embedding").to_numpy(zero_copy_only=False) if embeddings else None
         return [
             Hit(id=row["id"], path=row["path"], score=1.0 - float(row["_distance"]),
-                metadata={name: row[name] for name in self.layout.metadata_names})
-            for row in result.to_pylist()
+                metadata={name: row[name] for name in self.layout.metadata_names},
+                embedding=np.asarray(vectors[i], dtype=np.float32) if vectors is not None else None)
+            for i, row in enumerate(result.select([c for c in columns if c != "embedding"]).to_pylist())
         ]
 
     def ensure_indexes(self, ann_min_rows: int = ANN_MIN_ROWS, settings: IndexSettings = DEFAULT_INDEX,

@@ -152,9 +152,9 @@ class FakeSearcher:
     calls: list[dict] = field(default_factory=list)
     fail_with: Exception | None = None
 
-    def search(self, reference, instructions, where, k, exclude):
+    def search(self, reference, instructions, where, k, exclude, diverse=False):
         self.calls.append({"reference": reference, "instructions": list(instructions), "where": where,
-                           "exclude": list(exclude)})
+                           "exclude": list(exclude), "diverse": diverse})
         if self.fail_with is not None:
             raise self.fail_with
         hits = [h for h in self.items if h.id not in exclude and h.id != reference][:k]
@@ -194,11 +194,22 @@ def test_turns_search_with_filters_and_rejections(assistant):
     reply = assistant.say(conv, "a red dress", filters=Filters({"category": ("dress",)}, {"price": (None, 30)}))
     assert reply.ok and [s.id for s in reply.shown] == ["0", "1", "2", "3", "4"]
     assert assistant.searcher.calls[-1] == {"reference": None, "instructions": ["a red dress"],
-                                            "where": "category = 'dress' AND price <= 30.0", "exclude": []}
+                                            "where": "category = 'dress' AND price <= 30.0", "exclude": [],
+                                            "diverse": False}
     reply = assistant.command(conv, NONE_OF_THESE)
     assert [s.id for s in reply.shown] == ["5", "6", "7", "8", "9"]
     assert assistant.searcher.calls[-1]["exclude"] == ["0", "1", "2", "3", "4"]
     assert "Hiding 5 rejected" in reply.message
+
+
+def test_a_search_with_words_the_rules_could_not_place_asks_for_a_spread(assistant):
+    conv = assistant.start("s")
+    assistant.say(conv, "a red dress")
+    assert assistant.searcher.calls[-1]["diverse"] is False
+    reply = assistant.say(conv, "with a bow")
+    assert assistant.searcher.calls[-1]["diverse"] is True and "a spread" in reply.message
+    assistant.command(conv, UNDO)
+    assert assistant.searcher.calls[-1]["diverse"] is False
 
 
 def test_bad_input_changes_nothing(assistant, tmp_path):

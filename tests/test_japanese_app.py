@@ -113,7 +113,7 @@ def test_words_the_demo_tower_cannot_read_are_reported_not_searched(app_server):
     assert "リボン" not in both["query"]
     english = client(app_server.url)
     reply = send(english, "a red dress with a bow")
-    assert reply["message"].startswith("Passing “with a bow” to the model as free text.")
+    assert reply["message"].startswith("Passing “with a bow” to the model as free text, with a spread of results.")
     assert reply["chips"] == ["red", "dress", "“with a bow”"]
 
 

@@ -17,8 +17,8 @@ from retrieval.ingest import ingest
 from retrieval.langchain_retriever import CatalogRetriever
 from retrieval.mapper import Mapper, MapperConfig
 from retrieval.query_encoder import ModelMismatch, QueryEncoder
-from retrieval.search import ReferenceNotFound, search_catalog
-from retrieval.store import CatalogStore
+from retrieval.search import DIVERSE_POOL, ReferenceNotFound, diversify, search_catalog
+from retrieval.store import CatalogStore, Hit
 from ui.store_commands import app
 
 
@@ -54,6 +54,32 @@ def test_text_only_search_filters_and_ranks(store, backbone):
     assert [h.score for h in result.hits] == sorted((h.score for h in result.hits), reverse=True)
     with pytest.raises(ValueError, match="nothing to search for"):
         search_catalog(store, QueryEncoder(backbone, None), None, [" "])
+
+
+def test_a_diverse_search_chooses_among_a_wider_pool_of_the_best(store, composer):
+    plain = search_catalog(store, composer, "3", ["en rouge"], k=5)
+    pool = search_catalog(store, composer, "3", ["en rouge"], k=5 * DIVERSE_POOL)
+    spread = search_catalog(store, composer, "3", ["en rouge"], k=5, diversity=0.5)
+    assert [h.id for h in pool.hits[:5]] == [h.id for h in plain.hits] and spread.hits[0].id == plain.hits[0].id
+    assert len(spread.hits) == 5 and {h.id for h in spread.hits} <= {h.id for h in pool.hits}
+    stored = {r["id"]: np.asarray(r["embedding"], dtype=np.float32)
+              for r in store.fetch([h.id for h in spread.hits], ["id", "embedding"]).to_pylist()}
+    assert all(np.allclose(h.embedding, stored[h.id]) for h in spread.hits)
+    assert all(h.embedding is None for h in plain.hits) and "embedding" not in spread.hits[0].to_dict()
+    assert search_catalog(store, composer, "3", ["en rouge"], k=5, diversity=0.0).hits == plain.hits
+
+
+def test_maximal_marginal_relevance_passes_over_near_copies_of_what_it_chose():
+    """Three near-copies score best; a spread keeps the first and takes the different items next."""
+    def hit(name, score, vector):
+        return Hit(name, name, score, embedding=np.asarray(vector, dtype=np.float32) / np.linalg.norm(vector))
+
+    hits = [hit("a", 0.9, [1, 0, 0]), hit("a2", 0.89, [1, 0.01, 0]), hit("a3", 0.88, [1, 0, 0.01]),
+            hit("b", 0.7, [0, 1, 0]), hit("c", 0.6, [0, 0, 1])]
+    assert [h.id for h in diversify(hits, 3, 0.5)] == ["a", "b", "c"]
+    assert [h.id for h in diversify(hits, 3, 0.0)] == ["a", "a2", "a3"]
+    assert [h.id for h in diversify(hits, 3, 0.05)] == ["a", "a2", "a3"], "a little diversity keeps the ranking"
+    assert diversify([], 3, 0.5) == []
 
 
 def test_catalog_reference_uses_stored_features_not_the_image(store, composer, catalog):
