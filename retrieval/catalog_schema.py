@@ -320,6 +320,8 @@ class CatalogSchema(BaseModel):
             lines.append(f"  text for captions: {', '.join(self.text)}")
         for column, why in self.ignored.items():
             lines.append(f"  not an attribute: {column} ({why})")
+        if self.learned:
+            lines.append(f"  learned from customers' picks: {len(self.learned)} words (`circhat words list`)")
         return lines
 
 

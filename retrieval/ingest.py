@@ -378,10 +378,12 @@ def ingest(folder: str | Path, backbone: Backbone, db: str | Path, table: str = 
         threads = threads or thread_budget()
         catalog = read_catalog(Path(folder), Path(metadata) if metadata else None, format, encoding)
         layout = CatalogLayout(backbone.embed_dim, patch_shape(backbone) if patches else None, catalog.metadata)
+        learned = CatalogStore.open(db, table).catalog_schema.learned if CatalogStore.exists(db, table) else []
         store, recreated = open_for_ingest(db, table, backbone, layout, reembed)
+        schema = catalog.schema.with_learned(learned)
         report = IngestReport(db=str(db), table=table, engine=engine, model=backbone.identity, recreated=recreated,
                               scanned=len(catalog.items), unlisted=catalog.unlisted, failures=list(catalog.failures),
-                              format=catalog.format, notes=catalog.notes, schema=catalog.schema.summary())
+                              format=catalog.format, notes=catalog.notes, schema=schema.summary())
 
         current = {row["id"]: row for row in store.snapshot().to_pylist()}
         hashes = _hash_all(catalog.items, max(2, threads[0]))
@@ -430,7 +432,6 @@ def ingest(folder: str | Path, backbone: Backbone, db: str | Path, table: str = 
         if sync:
             wanted = {item.id for item in catalog.items}
             report.removed = store.delete(sorted(set(current) - wanted))
-        schema = catalog.schema.with_learned(store.catalog_schema.learned)
         if store.catalog_schema != schema:
             store.save_catalog_schema(schema)
         if catalog.schema_file is not None:

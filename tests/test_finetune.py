@@ -276,3 +276,44 @@ def test_a_candidate_that_forgets_is_saved_but_not_activated(cycle):
     text = format_report(report)
     assert "forgets; NOT activated" in text and "FORGETS" in text
     assert f"benchmark R@1 {guard['parent']:.1f} -> {guard['new']:.1f} ({guard['change']:+.1f})" in text
+
+
+def test_words_learned_from_the_french_picks_mean_what_the_customers_meant_and_the_assistant_slots_them(cycle):
+    """`circhat words learn` on the real pick log and LanceDB catalog: each learned phrase is one the French
+    customers use for that value or edit (their vocabulary is the ground truth the learner never sees)."""
+    from assistant.searcher import CatalogSearcher
+    from assistant.turns import Assistant
+    from retrieval.store import CatalogStore
+    from training.finetune import load_store_backbone
+    from ui.cli import app
+
+    db = cycle.store.db_uri
+    runner = CliRunner()
+    where = ["--db", db, "--log", str(cycle.log)]
+    dry = runner.invoke(app, ["words", "learn", *where, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert CatalogStore.open(db).catalog_schema.learned == [], "--dry-run changes nothing"
+    result = runner.invoke(app, ["words", "learn", *where])
+    assert result.exit_code == 0, result.output
+    learned = CatalogStore.open(db).catalog_schema.learned
+    meant = FRENCH.meanings()
+    right = [w for w in learned if meant.get(w.phrase) == (w.attribute, w.value)]
+    adjacent = [w for w in learned if w not in right and meant.get(w.phrase, ("",))[0] == w.attribute]
+    assert len(learned) >= 8 and len(right) >= 0.75 * len(learned) and len(right) + len(adjacent) == len(learned), \
+        [(w.phrase, w.attribute, w.value) for w in learned]
+    listed = runner.invoke(app, ["words", "list", "--db", db, "--json"])
+    assert [w["phrase"] for w in json.loads(listed.output)] == [w.phrase for w in learned]
+
+    store = CatalogStore.open(db)
+    encoder = cycle.registry.load(cycle.registry.active(store.identity), load_store_backbone(store), store.identity)
+    assistant = Assistant(CatalogSearcher(store, encoder))
+    word = right[0]
+    conv = assistant.start("learned-words")
+    reply = assistant.say(conv, word.phrase)
+    assert reply.ok and [i.attribute for i in conv.instructions] == [word.attribute], reply.message
+
+    forgot = runner.invoke(app, ["words", "forget", *where[:2], word.phrase])
+    assert forgot.exit_code == 0, forgot.output
+    assert word.phrase not in {w.phrase for w in CatalogStore.open(db).catalog_schema.learned}
+    unknown = runner.invoke(app, ["words", "forget", *where[:2], "pas un mot"])
+    assert unknown.exit_code == 2 and "not a learned word" in unknown.output
