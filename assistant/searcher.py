@@ -14,7 +14,7 @@ from typing import Protocol
 
 from retrieval.catalog_schema import CatalogSchema
 from retrieval.query_encoder import QueryEncoder
-from retrieval.search import search_catalog
+from retrieval.search import PhotoCache, search_catalog
 from retrieval.store import CatalogStore, Hit
 
 FREE_TEXT_DIVERSITY = 0.5
@@ -71,6 +71,7 @@ class CatalogSearcher:
         self.model_version = version or model_version(encoder)
         self.schema = store.catalog_schema
         self.status = status
+        self.photos = PhotoCache()
 
     @property
     def text_languages(self) -> frozenset[str]:
@@ -86,7 +87,8 @@ class CatalogSearcher:
     def search(self, reference: str | None, instructions: Sequence[str], where: str | None, k: int,
                exclude: Sequence[str], diverse: bool = False) -> Results:
         result = search_catalog(self.store, self.encoder, reference, list(instructions), where=where, k=k,
-                                exclude=list(exclude), diversity=FREE_TEXT_DIVERSITY if diverse else 0.0)
+                                exclude=list(exclude), diversity=FREE_TEXT_DIVERSITY if diverse else 0.0,
+                                photos=self.photos)
         return Results(query=result.query, mode=result.mode, hits=result.hits, note=result.note,
                        timings_ms=result.timings_ms)
 

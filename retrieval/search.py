@@ -15,6 +15,7 @@ highest, so the page shows a spread instead of near-copies of one guess.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,33 @@ def reference_features(store: CatalogStore, backbone: Backbone, reference: str) 
     raise ReferenceNotFound(f"{reference!r} is neither an id in catalog {store.table.name!r} nor an image file")
 
 
+class PhotoCache:
+    """Features of photo references, kept for the next turns on the same photo: a shopper refines one upload over
+    several turns, and decoding and encoding it again each turn is most of an upload turn's time. Keyed by the
+    file's path, size and modification time and the backbone, so a changed file is encoded again."""
+
+    def __init__(self, size: int = 64):
+        self.size = size
+        self.entries: OrderedDict[tuple, Reference] = OrderedDict()
+
+    def features(self, store: CatalogStore, backbone: Backbone, reference: str) -> Reference:
+        """``reference_features``, from the cache when the reference is a photo seen before."""
+        try:
+            stat = Path(reference).stat()
+            key = (reference, stat.st_size, stat.st_mtime_ns, backbone.identity)
+        except (OSError, ValueError):
+            key = None
+        if key is not None and key in self.entries:
+            self.entries.move_to_end(key)
+            return self.entries[key]
+        found = reference_features(store, backbone, reference)
+        if key is not None and found.kind == "image":
+            self.entries[key] = found
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        return found
+
+
 def _encode_file(backbone: Backbone, path: str) -> tuple[torch.Tensor, torch.Tensor]:
     pooled, patches = backbone.encode_images_with_patches(backbone.image_tensor([load_image(path)]))
     return pooled.cpu(), patches.cpu()
@@ -131,9 +159,10 @@ def diversify(hits: Sequence[Hit], k: int, diversity: float) -> list[Hit]:
 def search_catalog(store: CatalogStore, encoder: QueryEncoder, reference: str | None = None,
                    instructions: Sequence[str] = (), where: str | None = None, k: int = 10,
                    exclude: Sequence[str] = (), exclude_reference: bool = True, exact: bool = False,
-                   diversity: float = 0.0) -> SearchResult:
+                   diversity: float = 0.0, photos: PhotoCache | None = None) -> SearchResult:
     """Rank catalog items for a reference (catalog id or image path, or None) plus ordered instructions; with
-    ``diversity`` > 0, a spread of the best (see the module docstring).
+    ``diversity`` > 0, a spread of the best (see the module docstring); ``photos`` keeps photo features between
+    turns.
 
     >>> search_catalog(store, encoder, "1042", ["make it blue", "shorter sleeves"], "price < 40")  # doctest: +SKIP
     """
@@ -142,7 +171,8 @@ def search_catalog(store: CatalogStore, encoder: QueryEncoder, reference: str | 
                             f"encoder uses {encoder.backbone.identity}; re-embed with `circhat ingest --reembed`")
     instructions = [s.strip() for s in instructions if s and s.strip()]
     start = time.perf_counter()
-    ref = reference_features(store, encoder.backbone, reference) if reference else None
+    features = photos.features if photos is not None else reference_features
+    ref = features(store, encoder.backbone, reference) if reference else None
     vector, text, mode, note = query_vector(encoder, ref, instructions)
     encoded = time.perf_counter()
     excluded = list(exclude)

@@ -17,7 +17,7 @@ from retrieval.ingest import ingest
 from retrieval.langchain_retriever import CatalogRetriever
 from retrieval.mapper import Mapper, MapperConfig
 from retrieval.query_encoder import ModelMismatch, QueryEncoder
-from retrieval.search import DIVERSE_POOL, ReferenceNotFound, diversify, search_catalog
+from retrieval.search import DIVERSE_POOL, PhotoCache, ReferenceNotFound, diversify, search_catalog
 from retrieval.store import CatalogStore, Hit
 from ui.store_commands import app
 
@@ -80,6 +80,26 @@ def test_maximal_marginal_relevance_passes_over_near_copies_of_what_it_chose():
     assert [h.id for h in diversify(hits, 3, 0.0)] == ["a", "a2", "a3"]
     assert [h.id for h in diversify(hits, 3, 0.05)] == ["a", "a2", "a3"], "a little diversity keeps the ranking"
     assert diversify([], 3, 0.5) == []
+
+
+def test_a_photo_is_encoded_once_for_the_turns_on_it_and_again_when_the_file_changes(store, backbone, catalog,
+                                                                                       tmp_path):
+    _, folder = catalog
+    photo = tmp_path / "upload.png"
+    shutil.copy(folder / "images" / "000005.png", photo)
+    photos = PhotoCache(size=2)
+    first = photos.features(store, backbone, str(photo))
+    assert first.kind == "image" and photos.features(store, backbone, str(photo)) is first
+    assert photos.features(store, backbone, "5").kind == "catalog" and len(photos.entries) == 1, "ids are not kept"
+    shutil.copy(folder / "images" / "000006.png", photo)
+    changed = photos.features(store, backbone, str(photo))
+    assert changed is not first and not torch.equal(changed.pooled, first.pooled)
+    for n in (7, 8, 9):
+        shutil.copy(folder / "images" / f"00000{n}.png", tmp_path / f"{n}.png")
+        photos.features(store, backbone, str(tmp_path / f"{n}.png"))
+    assert len(photos.entries) == 2
+    with pytest.raises(ReferenceNotFound):
+        photos.features(store, backbone, str(tmp_path / "missing.png"))
 
 
 def test_catalog_reference_uses_stored_features_not_the_image(store, composer, catalog):
