@@ -8,7 +8,11 @@ with the parent model. Then, per round, other customers (seed ``seed + round -
 log; ``finetune_from_log`` trains a candidate from the version served on the
 whole log; the fresh customers are measured again with the candidate, and the
 candidate is served in the next round if the verdict (held-out picks and the
-forgetting guard) activated it. English-speaking customers (the training
+forgetting guard) activated it. Unless ``--no-words``, each round also learns
+the customers' words from the whole log (``assistant.word_learning``, what
+``circhat words learn`` does), so the next round's assistant slots them; the
+fresh customers are measured with the served version and the new words before
+the fine-tune too, to tell the two apart. English-speaking customers (the training
 phrasing) are the control for forgetting, beside the guard's own figure, R@1 on
 the fixed synthetic benchmark queries.
 
@@ -35,8 +39,12 @@ from typing import Annotated, Any
 
 import typer
 
+from assistant.parser import RuleParser
+from assistant.vocabulary import Vocabulary
+from assistant.word_learning import catalog_values, learn_into
+from retrieval.jsonl_log import read_log
 from training.finetune import GUARD_FIGURE, FinetuneConfig, finetune_from_log, load_store_backbone
-from training.simulated_customers import CustomerCatalog, CustomerConfig, simulate_customers
+from training.simulated_customers import VOCABULARIES, CustomerCatalog, CustomerConfig, simulate_customers
 
 OUT_DIR = Path("docs/benchmarks")
 SALT = b"bench-learning"
@@ -65,6 +73,7 @@ class LearningBenchConfig:
     eval_sessions: int = 200
     control_sessions: int = 200
     turns: int = 5
+    learn_words: bool = True
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
@@ -87,6 +96,8 @@ class LearningWorld:
         self.registry = Registry(scratch / "models")
         self.root = self.registry.use(self.registry.ensure_root(composer).id).id
         self.catalog = CustomerCatalog.from_store(self.store)
+        self.schema = self.store.catalog_schema
+        self.values = catalog_values(self.store)
         self.uploads = UploadStore(scratch / "uploads")
         self.log = scratch / "triplets" / "triplets.jsonl"
 
@@ -96,20 +107,21 @@ class LearningWorld:
         from assistant.turns import Assistant
 
         encoder = self.registry.load(version, load_store_backbone(self.store), self.store.identity)
-        return Assistant(CatalogSearcher(self.store, encoder), None,
+        return Assistant(CatalogSearcher(self.store, encoder), RuleParser(Vocabulary(self.schema)),
                          TripletLog(self.log, salt=SALT) if logged else None, uploads=self.uploads)
 
     def _timed(self, name: str, started: float) -> None:
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - started
 
-    def measure(self, version: str, name: str) -> dict[str, dict]:
+    def measure(self, version: str, name: str, control: bool = True) -> dict[str, dict]:
         """The held-out customers (and the control) with ``version``: success by turn, sessions that found."""
         clock = time.perf_counter()
         helper = self._assistant(version, logged=False)
         config = self.config
         out = {style: simulate_customers(helper, self.catalog, CustomerConfig(
             sessions=n, seed=config.seed + EVAL_SEED_OFFSET, style=style, turns=config.turns), self.progress)
-            for style, n in ((config.style, config.eval_sessions), (CONTROL, config.control_sessions)) if n}
+            for style, n in ((config.style, config.eval_sessions), (CONTROL, config.control_sessions if control else 0))
+            if n}
         self._timed(f"measure {name}", clock)
         return out
 
@@ -121,6 +133,15 @@ class LearningWorld:
             sessions=config.harvest_sessions, seed=seed, style=config.style, turns=config.turns), self.progress)
         self._timed(name, clock)
         return {k: result[k] for k in ("sessions", "picks", "found", "success@1", "success@10", "example", "model")}
+
+    def learn_words(self) -> list[dict[str, Any]]:
+        """The words the whole log teaches, kept for the assistants built from now on; returns those new or
+        changed."""
+        clock = time.perf_counter()
+        before = self.schema.learned
+        self.schema = learn_into(self.schema, read_log(self.log), self.values.get)
+        self._timed("learn words", clock)
+        return [w.model_dump() for w in self.schema.learned if w not in before]
 
     def finetune(self, parent: str, recipe: FinetuneConfig, name: str) -> dict[str, Any]:
         clock = time.perf_counter()
@@ -158,12 +179,17 @@ def run_learning_bench(config: LearningBenchConfig, data_dir: Path | None = None
     serving, rounds, ablated = world.root, [], None
     for number in range(1, config.rounds + 1):
         harvest = world.harvest(serving, config.seed + number - 1, "harvest sessions")
+        words, words_alone = [], None
+        if config.learn_words:
+            words = world.learn_words()
+            words_alone = world.measure(serving, "served version with the new words", control=False)
         if number == 1 and ablation:
             ablated = run_ablation(world, serving, config.finetune, ablation)
         report = world.finetune(serving, config.finetune, "fine-tunes (incl. before/after scoring)")
         customers = world.measure(report["version"], "candidates")
         rounds.append({"round": number, "served": serving, "harvest": harvest, **candidate(report),
-                       "customers": customers})
+                       "customers": customers, "words": words, "learned_words": len(world.schema.learned),
+                       "served_with_words": words_alone})
         if report["activated"]:
             serving = report["version"]
     seconds = time.perf_counter() - started
@@ -177,6 +203,45 @@ def run_learning_bench(config: LearningBenchConfig, data_dir: Path | None = None
                     "load_average": [round(x, 2) for x in os.getloadavg()]},
         "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+
+
+def word_check(words: list[dict[str, Any]], style: str) -> dict[str, int]:
+    """Learned words against what the customers meant (their style's vocabulary, which the learner never sees):
+    the right value or edit, another of the same attribute, or a wrong attribute."""
+    meant = VOCABULARIES[style].meanings() if style in VOCABULARIES else {}
+    out = {"right": 0, "same attribute": 0, "wrong": 0}
+    for word in words:
+        attribute, value = meant.get(word["phrase"], ("", ""))
+        out["right" if (attribute, value) == (word["attribute"], word["value"])
+            else "same attribute" if attribute == word["attribute"] else "wrong"] += 1
+    return out
+
+
+def words_markdown(results: dict[str, Any]) -> list[str]:
+    style, rounds = results["config"]["style"], results["rounds"]
+    if not results["config"].get("learn_words") or not rounds:
+        return []
+    parent = final(results["customers"][style])
+    lines = ["## Words learned from the picks", "",
+             f"After each harvest the whole log teaches words (`assistant.word_learning`, as `circhat words learn`): "
+             f"a phrase the rules could not place becomes a word for the change its picks show. Checked against "
+             f"the {style} customers' vocabulary, which the learner never sees.", "",
+             f"| round | new words | words in all | right / same attribute, other value / wrong | {style} success@10: "
+             "served version + words | candidate + words |", "|---:|---:|---:|---|---:|---:|"]
+    for entry in rounds:
+        learned = [w for e in rounds[:entry["round"]] for w in e["words"]]
+        latest = {w["phrase"]: w for w in learned}
+        check = word_check(list(latest.values()), style)
+        alone = entry.get("served_with_words") or {}
+        before = f"{final(alone[style]):.1f} ({final(alone[style]) - parent:+.1f})" if style in alone else ""
+        after = final(entry["customers"][style])
+        lines.append(f"| {entry['round']} | {len(entry['words'])} | {entry['learned_words']} | {check['right']} / "
+                     f"{check['same attribute']} / {check['wrong']} | {before} | {after:.1f} ({after - parent:+.1f}) |")
+    last = {w["phrase"]: w for e in rounds for w in e["words"]}
+    lines += ["", "Words after the last round: " + "; ".join(
+        f"“{w['phrase']}” → {w['attribute']} {w['value']} ({w['agreeing']}/{w['picks']})"
+        for w in sorted(last.values(), key=lambda w: (w["attribute"], w["value"], w["phrase"]))) + ".", ""]
+    return lines
 
 
 def final(result: dict[str, Any], metric: str = "success@10") -> float:
@@ -288,11 +353,15 @@ def markdown(results: dict[str, Any], command: str) -> str:
         f"their vocabulary through `Assistant.say`, and `Assistant.pick` the best shown item among those that show "
         f"something they asked for and are closer to the target than their reference "
         f"(`training/simulated_customers.py`). The **{style}** vocabulary is covered neither by the synthetic "
-        "training templates nor by the rule parser, so it reaches the composer as free text; the "
+        "training templates nor by the rule parser, so it reaches the composer as free text until words are learned "
+        "from the picks; the "
         f"**{CONTROL}** customers use the training phrasing and are the control for forgetting.",
         "",
         f"Each round: {config['harvest_sessions']} new {style} customers shop with the version served and their "
-        "picks join one growing log; `finetune_from_log` trains a candidate from the served version on the whole "
+        "picks join one growing log; "
+        + ("the whole log teaches words (below), which the assistants of later measurements and rounds slot; "
+           if config.get("learn_words") else "")
+        + "`finetune_from_log` trains a candidate from the served version on the whole "
         f"log ({_recipe(config['finetune'])}); the candidate is measured on the same {config['eval_sessions']} "
         f"held-out {style} and {config['control_sessions']} {CONTROL} customers, and served in the next round only "
         f"if it was activated: not worse on held-out picks (choice@1) and through the forgetting guard "
@@ -331,6 +400,7 @@ def markdown(results: dict[str, Any], command: str) -> str:
               *_by_turn_table(results, style),
               "", f"## Control: {CONTROL} customers, success@10 after each turn (%)", "",
               *_by_turn_table(results, CONTROL),
+              "", *words_markdown(results),
               "", "## The fine-tunes' own before/after figures (recall %, parent → candidate)", "",
               "| round | query set | queries | R@1 | R@10 |", "|---:|---|---:|---:|---:|"]
     for entry in rounds:
@@ -384,6 +454,7 @@ def main(
     text_triplets: Annotated[int, typer.Option(help="Text-only composition triplets mixed in.")] =
         FinetuneConfig().text_triplets,
     ablate: Annotated[bool, typer.Option(help="Also try recipe changes on the round-1 log.")] = False,
+    words: Annotated[bool, typer.Option(help="Learn the customers' words from the log each round.")] = True,
     data_dir: Annotated[Path | None, typer.Option(help="Where worlds are cached.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for learning.json, learning.md and learning.png.")] = OUT_DIR,
 ) -> None:
@@ -391,7 +462,7 @@ def main(
     recipe = replace(FinetuneConfig(), steps=steps, lr=lr, synthetic_per_pick=synthetic_per_pick,
                      hard_negatives=negatives, text_triplets=text_triplets, seed=seed)
     config = LearningBenchConfig(seed=seed, rounds=rounds, harvest_sessions=harvest, eval_sessions=sessions,
-                                 control_sessions=control, finetune=recipe)
+                                 control_sessions=control, learn_words=words, finetune=recipe)
     results = run_learning_bench(config, data_dir, ablation=ABLATION if ablate else None)
     defaults, given = LearningBenchConfig(), FinetuneConfig()
     flags = [f"--{name} {value}" for name, value, default in (
@@ -400,7 +471,7 @@ def main(
         ("steps", steps, given.steps), ("lr", lr, given.lr), ("synthetic-per-pick", synthetic_per_pick,
                                                                given.synthetic_per_pick),
         ("negatives", negatives, given.hard_negatives), ("text-triplets", text_triplets, given.text_triplets))
-        if value != default] + (["--ablate"] if ablate else [])
+        if value != default] + (["--ablate"] if ablate else []) + ([] if words else ["--no-words"])
     command = " ".join(["python -m benchmarks.learning", *flags])
     out.mkdir(parents=True, exist_ok=True)
     (out / "learning.json").write_text(json.dumps(results, indent=2) + "\n")
