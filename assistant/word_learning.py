@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from assistant.tokens import tokenize
 from assistant.vocabulary import Vocabulary, variants
 from retrieval.catalog_schema import CatalogSchema, LearnedWord
 from retrieval.lexicon import normal
@@ -38,6 +37,7 @@ MIN_PICKS = 4
 MIN_SHARE = 0.6
 MIN_SURPRISE = 3.0
 MAX_WORDS = 5
+MAX_CHARS = 40
 
 
 @dataclass(frozen=True)
@@ -87,13 +87,14 @@ def changes(schema: CatalogSchema, reference: Mapping[str, str] | None, picked: 
 
 
 def free_phrases(record: Mapping[str, Any], vocabulary: Vocabulary, max_words: int = MAX_WORDS) -> set[str]:
-    """The phrases of a logged pick that reached the model as free text and that the vocabulary does not know."""
+    """The phrases of a logged pick that reached the model as free text and that the vocabulary does not know: up
+    to ``max_words`` words, or ``MAX_CHARS`` characters written without spaces (Japanese)."""
     out = set()
     for instruction in record.get("parsed") or []:
         if not isinstance(instruction, Mapping) or instruction.get("attribute") is not None:
             continue
         phrase = normal(str(instruction.get("said") or instruction.get("text") or ""))
-        if phrase and len(tokenize(phrase)) <= max_words and not any(
+        if phrase and len(phrase.split()) <= max_words and len(phrase) <= MAX_CHARS and not any(
                 vocabulary.meanings(v) for v in variants(phrase)):
             out.add(phrase)
     return out

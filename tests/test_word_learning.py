@@ -60,6 +60,14 @@ def test_a_phrase_said_beside_a_learned_word_is_not_credited_with_its_change():
     assert [w.phrase for w in learn_words(log, Vocabulary(schema()), values_of)] == ["en rouge"]
 
 
+def test_a_japanese_phrase_is_learned_and_matched_inside_a_longer_message():
+    log = [pick(["ワインレッドで"], item(c), item("red")) for c in COLOURS[1:]] + background()
+    words = learn_words(log, Vocabulary(schema()), values_of)
+    assert [(w.phrase, w.value) for w in words] == [("ワインレッドで", "red")]
+    parsed = parse_rules("これをワインレッドで", Vocabulary(schema().with_learned(words)))
+    assert ("colour", "red") in [(i.attribute, i.value) for i in parsed.instructions]
+
+
 def test_too_few_picks_too_mixed_picks_and_values_every_pick_shows_are_not_learned():
     few = [pick(["en rouge"], item(c), item("red")) for c in COLOURS[1:4]]
     mixed = [pick(["en bleu"], item("red"), item(c)) for c in ("blue", "blue", "blue", "green", "black", "pink")]
