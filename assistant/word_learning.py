@@ -13,7 +13,10 @@ value that picks show anyway is not taken for the phrase's meaning). Words are
 learned surest first, and a learned word explains its change away in the picks
 where it was said, so a phrase said beside it is not credited with that change.
 An uploaded reference has no known values: its picks count for values, not for
-relative moves.
+relative moves, and where a phrase has picks from known references too, those
+must bear its meaning out (a value an upload's pick merely shares, such as the
+category every length phrase goes with, does not). A one-step move that a value
+explains as well is that value.
 
 Learned words live with the catalog (``CatalogSchema.learned``, in its store,
 not in the shop's ``schema.json``); ``circhat words`` lists, learns and forgets
@@ -56,11 +59,20 @@ class Tally:
     picks: int = 0
     known: int = 0
     changes: Counter = field(default_factory=Counter)
+    from_known: Counter = field(default_factory=Counter)
 
     def add(self, changes: Iterable[Change], known: bool) -> None:
+        changes = list(changes)
         self.picks += 1
         self.known += known
         self.changes.update(changes)
+        if known:
+            self.from_known.update(changes)
+
+    def consistent(self, change: Change, min_picks: int, min_share: float) -> bool:
+        """Whether the picks from a known reference, where an unchanged value cannot pass for a change, bear
+        ``change`` out (at half ``min_share``) when there are ``min_picks`` of them."""
+        return self.known < min_picks or self.from_known[change] >= min_share / 2 * self.known
 
     def share(self, change: Change) -> float:
         """How often ``change`` came with these picks, out of the picks that could show it."""
@@ -126,6 +138,16 @@ def _surprise(tally: Tally, overall: Tally, change: Change) -> float:
     return (tally.changes[change] - n * p) / math.sqrt(n * p * (1 - p))
 
 
+def _absolute_if_as_good(change: Change, tally: Tally) -> Change:
+    """A one-step move that a value of the same attribute explains as well, from known references, is that value:
+    "à manches courtes" from sleeveless is one step longer, but it names short sleeves."""
+    if not change.relative:
+        return change
+    values = [c for c in tally.changes if c.attribute == change.attribute and not c.relative]
+    rival = max(values, key=lambda c: tally.from_known[c], default=None)
+    return rival if rival is not None and tally.from_known[rival] >= tally.from_known[change] else change
+
+
 def learn_words(records: Iterable[Mapping[str, Any]], vocabulary: Vocabulary,
                 values_of: Callable[[str], Mapping[str, str] | None], min_picks: int = MIN_PICKS,
                 min_share: float = MIN_SHARE, min_surprise: float = MIN_SURPRISE) -> list[LearnedWord]:
@@ -158,12 +180,13 @@ def learn_words(records: Iterable[Mapping[str, Any]], vocabulary: Vocabulary,
         _, by_phrase = _tallies(evidence)
         candidates = [(phrase, c) for phrase, tally in by_phrase.items() for c, n in tally.changes.items()
                       if n >= min_picks and tally.share(c) >= min_share
-                      and _surprise(tally, overall, c) >= min_surprise]
+                      and _surprise(tally, overall, c) >= min_surprise and tally.consistent(c, min_picks, min_share)]
         if not candidates:
             return sorted(learned, key=lambda w: (w.attribute, w.value, w.phrase))
         phrase, best = max(candidates, key=lambda pc: (by_phrase[pc[0]].share(pc[1]), not pc[1].relative,
                                                        by_phrase[pc[0]].changes[pc[1]], pc[0]))
         tally = by_phrase[phrase]
+        best = _absolute_if_as_good(best, tally)
         learned.append(LearnedWord(phrase=phrase, attribute=best.attribute, value=best.value,
                                    picks=tally.known if best.relative else tally.picks,
                                    agreeing=tally.changes[best]))

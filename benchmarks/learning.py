@@ -69,7 +69,7 @@ class LearningBenchConfig:
     backbone_pairs: int | None = None  # the demo's recipe (training.pipeline.DEMO_PAIRS): the model circhat demo serves
     style: str = "french"
     rounds: int = 3
-    harvest_sessions: int = 1000
+    harvest_sessions: int = 600
     eval_sessions: int = 200
     control_sessions: int = 200
     turns: int = 5
@@ -442,7 +442,8 @@ def ablation_markdown(results: dict[str, Any]) -> list[str]:
 def main(
     seed: Annotated[int, typer.Option(help="Seed of the demo world and the customers.")] = 0,
     rounds: Annotated[int, typer.Option(help="Rounds of harvest + fine-tune.")] = 3,
-    harvest: Annotated[int, typer.Option(help="Customers whose picks are harvested per round.")] = 1000,
+    harvest: Annotated[int, typer.Option(help="Customers whose picks are harvested per round.")] =
+        LearningBenchConfig().harvest_sessions,
     sessions: Annotated[int, typer.Option(help="Held-out customers measured per version.")] = 200,
     control: Annotated[int, typer.Option(help="English-speaking control customers measured (0: none).")] = 200,
     steps: Annotated[int, typer.Option(help="Fine-tuning steps.")] = FinetuneConfig().steps,
