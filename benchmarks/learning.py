@@ -12,7 +12,7 @@ forgetting guard) activated it. Unless ``--no-words``, each round also learns
 the customers' words from the whole log (``assistant.word_learning``, what
 ``circhat words learn`` does), so the next round's assistant slots them; the
 fresh customers are measured with the served version and the new words before
-the fine-tune too, to tell the two apart. English-speaking customers (the training
+the fine-tune too with ``--words-alone``, to tell the two apart. English-speaking customers (the training
 phrasing) are the control for forgetting, beside the guard's own figure, R@1 on
 the fixed synthetic benchmark queries.
 
@@ -74,6 +74,7 @@ class LearningBenchConfig:
     control_sessions: int = 200
     turns: int = 5
     learn_words: bool = True
+    words_alone: bool = False
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
@@ -182,7 +183,8 @@ def run_learning_bench(config: LearningBenchConfig, data_dir: Path | None = None
         words, words_alone = [], None
         if config.learn_words:
             words = world.learn_words()
-            words_alone = world.measure(serving, "served version with the new words", control=False)
+            if config.words_alone:
+                words_alone = world.measure(serving, "served version with the new words", control=False)
         if number == 1 and ablation:
             ablated = run_ablation(world, serving, config.finetune, ablation)
         report = world.finetune(serving, config.finetune, "fine-tunes (incl. before/after scoring)")
@@ -225,18 +227,20 @@ def words_markdown(results: dict[str, Any]) -> list[str]:
     lines = ["## Words learned from the picks", "",
              f"After each harvest the whole log teaches words (`assistant.word_learning`, as `circhat words learn`): "
              f"a phrase the rules could not place becomes a word for the change its picks show. Checked against "
-             f"the {style} customers' vocabulary, which the learner never sees.", "",
-             f"| round | new words | words in all | right / same attribute, other value / wrong | {style} success@10: "
-             "served version + words | candidate + words |", "|---:|---:|---:|---|---:|---:|"]
+             f"the {style} customers' vocabulary, which the learner never sees.", ""]
+    alone = any(entry.get("served_with_words") for entry in rounds)
+    lines += ["| round | new words | words in all | right / same attribute, other value / wrong | "
+              + (f"{style} success@10: served version + words | " if alone else "")
+              + f"{style} success@10: candidate + words |", "|---:|---:|---:|---|" + "---:|" * (1 + alone)]
     for entry in rounds:
         learned = [w for e in rounds[:entry["round"]] for w in e["words"]]
-        latest = {w["phrase"]: w for w in learned}
-        check = word_check(list(latest.values()), style)
-        alone = entry.get("served_with_words") or {}
-        before = f"{final(alone[style]):.1f} ({final(alone[style]) - parent:+.1f})" if style in alone else ""
+        check = word_check(list({w["phrase"]: w for w in learned}.values()), style)
+        served = entry.get("served_with_words") or {}
+        before = f"{final(served[style]):.1f} ({final(served[style]) - parent:+.1f}) | " if style in served else ""
         after = final(entry["customers"][style])
         lines.append(f"| {entry['round']} | {len(entry['words'])} | {entry['learned_words']} | {check['right']} / "
-                     f"{check['same attribute']} / {check['wrong']} | {before} | {after:.1f} ({after - parent:+.1f}) |")
+                     f"{check['same attribute']} / {check['wrong']} | {before if alone else ''}{after:.1f} "
+                     f"({after - parent:+.1f}) |")
     last = {w["phrase"]: w for e in rounds for w in e["words"]}
     lines += ["", "Words after the last round: " + "; ".join(
         f"“{w['phrase']}” → {w['attribute']} {w['value']} ({w['agreeing']}/{w['picks']})"
@@ -456,6 +460,8 @@ def main(
         FinetuneConfig().text_triplets,
     ablate: Annotated[bool, typer.Option(help="Also try recipe changes on the round-1 log.")] = False,
     words: Annotated[bool, typer.Option(help="Learn the customers' words from the log each round.")] = True,
+    words_alone: Annotated[bool, typer.Option(help="Also measure the served version with the new words before each "
+                                                   "fine-tune (the words' share of the gain; ~100 s).")] = False,
     data_dir: Annotated[Path | None, typer.Option(help="Where worlds are cached.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for learning.json, learning.md and learning.png.")] = OUT_DIR,
 ) -> None:
@@ -463,7 +469,8 @@ def main(
     recipe = replace(FinetuneConfig(), steps=steps, lr=lr, synthetic_per_pick=synthetic_per_pick,
                      hard_negatives=negatives, text_triplets=text_triplets, seed=seed)
     config = LearningBenchConfig(seed=seed, rounds=rounds, harvest_sessions=harvest, eval_sessions=sessions,
-                                 control_sessions=control, learn_words=words, finetune=recipe)
+                                 control_sessions=control, learn_words=words, words_alone=words_alone,
+                                 finetune=recipe)
     results = run_learning_bench(config, data_dir, ablation=ABLATION if ablate else None)
     defaults, given = LearningBenchConfig(), FinetuneConfig()
     flags = [f"--{name} {value}" for name, value, default in (
@@ -472,7 +479,8 @@ def main(
         ("steps", steps, given.steps), ("lr", lr, given.lr), ("synthetic-per-pick", synthetic_per_pick,
                                                                given.synthetic_per_pick),
         ("negatives", negatives, given.hard_negatives), ("text-triplets", text_triplets, given.text_triplets))
-        if value != default] + (["--ablate"] if ablate else []) + ([] if words else ["--no-words"])
+        if value != default] + (["--ablate"] if ablate else []) + ([] if words else ["--no-words"]) \
+        + (["--words-alone"] if words_alone else [])
     command = " ".join(["python -m benchmarks.learning", *flags])
     out.mkdir(parents=True, exist_ok=True)
     (out / "learning.json").write_text(json.dumps(results, indent=2) + "\n")
