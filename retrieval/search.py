@@ -14,6 +14,7 @@ highest, so the page shows a spread instead of near-copies of one guess.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -90,11 +91,13 @@ def reference_features(store: CatalogStore, backbone: Backbone, reference: str) 
 class PhotoCache:
     """Features of photo references, kept for the next turns on the same photo: a shopper refines one upload over
     several turns, and decoding and encoding it again each turn is most of an upload turn's time. Keyed by the
-    file's path, size and modification time and the backbone, so a changed file is encoded again."""
+    file's path, size and modification time and the backbone, so a changed file is encoded again. Safe to share
+    between the server's threads."""
 
     def __init__(self, size: int = 64):
         self.size = size
         self.entries: OrderedDict[tuple, Reference] = OrderedDict()
+        self.lock = threading.Lock()
 
     def features(self, store: CatalogStore, backbone: Backbone, reference: str) -> Reference:
         """``reference_features``, from the cache when the reference is a photo seen before."""
@@ -103,14 +106,17 @@ class PhotoCache:
             key = (reference, stat.st_size, stat.st_mtime_ns, backbone.identity)
         except (OSError, ValueError):
             key = None
-        if key is not None and key in self.entries:
-            self.entries.move_to_end(key)
-            return self.entries[key]
+        with self.lock:
+            cached = self.entries.get(key) if key is not None else None
+            if cached is not None:
+                self.entries.move_to_end(key)
+                return cached
         found = reference_features(store, backbone, reference)
         if key is not None and found.kind == "image":
-            self.entries[key] = found
-            while len(self.entries) > self.size:
-                self.entries.popitem(last=False)
+            with self.lock:
+                self.entries[key] = found
+                while len(self.entries) > self.size:
+                    self.entries.popitem(last=False)
         return found
 
 
