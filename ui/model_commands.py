@@ -206,6 +206,17 @@ def simulate_customers_command(
         typer.echo(f"{k} by turn: " + "  ".join(f"{v:.1f}" for v in result[k]))
 
 
+def _catalog(db: str | None, table: str, registry: Path | None, data_dir: Path | None, world_seed: int,
+             n_images: int):
+    """The catalog whose learned words a ``words`` command reads or changes; a clear exit when it is not there."""
+    from retrieval.store import StoreNotFound
+
+    try:
+        return _store(db, table, _registry(registry, data_dir), data_dir, world_seed, n_images)
+    except StoreNotFound as err:
+        raise _fail(str(err)) from None
+
+
 def _word_lines(words) -> list[str]:
     return [f"  {w.phrase!r} -> {w.attribute} {w.value}  ({w.agreeing} of {w.picks} picks agree)" for w in words]
 
@@ -214,13 +225,7 @@ def words_list(db: Db = None, table: Table = "catalog", registry: RegistryDir = 
                world_seed: Seed = 0, n_images: NImages = 10_000,
                as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List the words learned from this catalog's customers, with the picks that taught them."""
-    from retrieval.store import StoreNotFound
-
-    try:
-        store = _store(db, table, _registry(registry, data_dir), data_dir, world_seed, n_images)
-        learned = store.catalog_schema.learned
-    except StoreNotFound as err:
-        raise _fail(str(err)) from None
+    learned = _catalog(db, table, registry, data_dir, world_seed, n_images).catalog_schema.learned
     if as_json:
         typer.echo(json.dumps([w.model_dump() for w in learned], indent=2, ensure_ascii=False))
         return
@@ -247,17 +252,16 @@ def words_learn(
     from assistant.triplet_log import default_log_path
     from assistant.word_learning import catalog_values, learn_into
     from retrieval.jsonl_log import read_log
-    from retrieval.store import StoreNotFound
 
     path = log or default_log_path()
     if not path.is_file():
         raise _fail(f"no pick log at {path}: picks are logged as customers use the assistant")
     thresholds = {k: v for k, v in (("min_picks", min_picks), ("min_share", min_share)) if v is not None}
+    store = _catalog(db, table, registry, data_dir, world_seed, n_images)
+    before = store.catalog_schema
     try:
-        store = _store(db, table, _registry(registry, data_dir), data_dir, world_seed, n_images)
-        before = store.catalog_schema
         after = learn_into(before, read_log(path), catalog_values(store).get, **thresholds)
-    except (StoreNotFound, ValueError) as err:
+    except ValueError as err:
         raise _fail(str(err)) from None
     new = [w for w in after.learned if w not in before.learned]
     typer.echo(f"{len(new)} words learned or relearned from {path}" + (":" if new else ""))
@@ -281,12 +285,8 @@ def words_forget(
 ) -> None:
     """Forget learned words (a later `circhat words learn` may learn them again from the same picks)."""
     from retrieval.lexicon import normal
-    from retrieval.store import StoreNotFound
 
-    try:
-        store = _store(db, table, _registry(registry, data_dir), data_dir, world_seed, n_images)
-    except StoreNotFound as err:
-        raise _fail(str(err)) from None
+    store = _catalog(db, table, registry, data_dir, world_seed, n_images)
     schema = store.catalog_schema
     unwanted = {normal(p) for p in phrases}
     unknown = sorted(unwanted - {normal(w.phrase) for w in schema.learned})
