@@ -34,21 +34,37 @@ def text_tower(model: torch.nn.Module) -> torch.nn.Module:
     return tower
 
 
+LENGTH_GROUP_ROWS = 32
+MAX_LENGTH_GROUPS = 2
+
+
 def encode_text_with_pseudo_tokens(model: torch.nn.Module, tokens: torch.Tensor, pseudo: torch.Tensor | None,
                                    placeholder_id: int) -> torch.Tensor:
     """Text embeddings (unnormalised) with every placeholder position replaced by ``pseudo[b]``.
 
     ``tokens``: (B, L) token ids; ``pseudo``: (B, D) vectors in the token-embedding space, or None
     for plain text. Rows without a placeholder encode exactly as ``model.encode_text``. Under a causal mask
-    with end-of-text pooling the padding after the longest row changes nothing, so it is not run.
+    with end-of-text pooling the padding after a row's last token changes nothing, so it is not run: rows
+    are encoded in groups of similar length, each cut to its longest row.
     """
     tower = text_tower(model)
     pool_type = getattr(tower, "text_pool_type", None) or getattr(tower, "pool_type", "argmax")
-    attn_mask = tower.attn_mask
-    length = tokens.shape[1]
-    if attn_mask is not None and pool_type == "argmax":
-        length = max(1, int((tokens != PAD_ID).sum(1).max()))
-        tokens, attn_mask = tokens[:, :length], attn_mask[:length, :length]
+    if tower.attn_mask is None or pool_type != "argmax":
+        return _encode_rows(tower, tokens, pseudo, placeholder_id, pool_type, tokens.shape[1])
+    lengths = (tokens != PAD_ID).sum(1).clamp(min=1)
+    groups = max(1, min(MAX_LENGTH_GROUPS, len(tokens) // LENGTH_GROUP_ROWS))
+    if groups == 1:
+        return _encode_rows(tower, tokens, pseudo, placeholder_id, pool_type, int(lengths.max()))
+    order = torch.argsort(lengths, stable=True)
+    parts = [_encode_rows(tower, tokens[rows], None if pseudo is None else pseudo[rows], placeholder_id, pool_type,
+                          int(lengths[rows].max())) for rows in torch.tensor_split(order, groups)]
+    return torch.cat(parts)[torch.argsort(order)]
+
+
+def _encode_rows(tower: torch.nn.Module, tokens: torch.Tensor, pseudo: torch.Tensor | None, placeholder_id: int,
+                 pool_type: str, length: int) -> torch.Tensor:
+    tokens = tokens[:, :length]
+    attn_mask = tower.attn_mask if tower.attn_mask is None else tower.attn_mask[:length, :length]
     cast_dtype = tower.transformer.get_cast_dtype()
     x = tower.token_embedding(tokens).to(cast_dtype)
     if pseudo is not None:

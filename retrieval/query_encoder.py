@@ -70,7 +70,9 @@ class QueryEncoder:
     def tokenize(self, instructions: list[list[str]], with_reference: bool) -> torch.Tensor:
         """Token ids of each row's composed text (a training loop tokenizes its triplets once)."""
         distinct = list(dict.fromkeys(tuple(inst) for inst in instructions))
-        ids = self.backbone.tokenize([self.fit_text(list(inst), with_reference) for inst in distinct])
+        ids = self.backbone.tokenize([compose_text(list(inst), with_reference) for inst in distinct])
+        for n in torch.nonzero(ids[:, -1] != 0).flatten().tolist():
+            ids[n] = self.backbone.tokenize([self.fit_text(list(distinct[n]), with_reference)])[0]
         row = {inst: n for n, inst in enumerate(distinct)}
         return ids[[row[tuple(inst)] for inst in instructions]]
 

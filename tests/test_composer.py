@@ -36,6 +36,28 @@ def test_injecting_the_placeholders_own_embedding_reproduces_encode_text(fresh_b
     assert torch.equal(other[2], injected[2])
 
 
+def test_a_large_batch_encodes_each_row_as_it_would_alone(fresh_backbone):
+    model, tok = fresh_backbone.model, fresh_backbone.tokenizer
+    placeholder = placeholder_token_id(tok)
+    edits = ["make it blue", "with stripes", "short sleeves", "a v-neck", "in red", "long"]
+    texts = [" , ".join([f"a photo of {PLACEHOLDER}", *edits[:1 + i % len(edits)]]) for i in range(150)]
+    tokens = tok(texts)
+    pseudo = torch.randn(len(texts), model.token_embedding.weight.shape[1], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        together = encode_text_with_pseudo_tokens(model, tokens, pseudo, placeholder)
+        alone = torch.cat([encode_text_with_pseudo_tokens(model, tokens[i:i + 1], pseudo[i:i + 1], placeholder)
+                           for i in range(len(texts))])
+    torch.testing.assert_close(together, alone, rtol=0, atol=1e-5)
+
+
+def test_long_instruction_lists_are_cut_only_where_they_overflow(trained_composer):
+    tuned, _ = trained_composer
+    long = [f"make it blue number {i}" for i in range(20)]
+    ids = tuned.tokenize([long, ["make it blue"]], with_reference=True)
+    assert torch.equal(ids[0], tuned.backbone.tokenize([tuned.fit_text(long, True)])[0])
+    assert torch.equal(ids[1], tuned.backbone.tokenize([compose_text(["make it blue"], True)])[0])
+
+
 def test_adapters_change_the_text_embedding_and_leave_the_vision_tower_alone(fresh_backbone):
     model = fresh_backbone.model
     tokens = fresh_backbone.tokenize(["a photo of a red dress"])
