@@ -66,7 +66,7 @@ class Stage2Config:
     ``text_weight / (text_weight + image triplets)``: most of it with a hundred image triplets, a tenth with 5000.
     ``curriculum``: the share of the steps over which the most edits a drawn triplet may have rises from one to all.
     ``bf16``: autocast on a CUDA device; on a CPU the casts cost more than they save for a text tower this
-    size (0.14 s a step with autocast, 0.10 s without, on 2 cores), so stage 2 runs in fp32 there.
+    size (the demo's: 0.14 s a step with autocast, 0.12 s without, on 2 cores), so stage 2 runs in fp32 there.
     """
 
     steps: int = 500
