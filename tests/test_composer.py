@@ -146,7 +146,7 @@ def test_caption_references_are_drawn_anew_each_step_and_image_references_are_no
                                                                                    trained_composer):
     tuned, _ = trained_composer
     triplets = make_triplets(small_world, 8, seed=3) + make_triplets(small_world, 8, seed=4, text_references=True)
-    references = ReferenceTokens(tuned, small_features, triplets, noise=0.5, seed=0)
+    references = ReferenceTokens(tuned, small_features, triplets, small_features.rows("train"), noise=0.5, seed=0)
     idx = np.arange(16)
     first, second = references(idx), references(idx)
     assert torch.equal(first[:8], second[:8])
@@ -154,6 +154,23 @@ def test_caption_references_are_drawn_anew_each_step_and_image_references_are_no
     exact = tuned.reference_tokens(small_features.pooled[[t.reference_id for t in triplets[:8]]],
                                    small_features.patches[[t.reference_id for t in triplets[:8]]])
     torch.testing.assert_close(first[:8], exact)
+
+
+def test_a_caption_borrows_the_patches_of_its_nearest_training_image(small_world, small_features, trained_composer):
+    """Mean patches made every caption look like one blurred image; the nearest training image's are real ones,
+    mostly of the caption's own combination, and never of a held-out image."""
+    tuned, _ = trained_composer
+    triplets = make_triplets(small_world, 200, seed=5, text_references=True)
+    train = small_features.rows("train")
+    references = ReferenceTokens(tuned, small_features, triplets, train, noise=0.5, seed=0)
+    assert references.patch_rows is not None and np.isin(references.patch_rows, train).all()
+    own = small_features.combo_keys[references.patch_rows] == np.array([t.reference_combo for t in triplets])
+    chance = np.mean([np.mean(small_features.combo_keys[train] == t.reference_combo) for t in triplets])
+    assert own.mean() > 10 * chance, (own.mean(), chance)
+    tokens = references(np.arange(len(triplets)))
+    with torch.no_grad():
+        borrowed = tuned.reference_tokens(references.captions, small_features.patches[references.patch_rows])
+    assert torch.nn.functional.cosine_similarity(tokens, borrowed).mean() > 0.5
 
 
 def test_text_only_triplets_carry_the_batch_when_image_triplets_are_few():

@@ -550,8 +550,8 @@ def finetune_from_log(store: CatalogStore, log_path: Path, registry: Registry,
                 "benchmark": {name: recall(encoder, features, t) for name, t in sets.items()}}
 
     before = measure()
-    run = continue_stage2(encoder, features, train + synthetic,
-                            np.concatenate([train_negatives, synthetic_negatives]), config.stage2(), progress)
+    run = continue_stage2(encoder, features, train + synthetic, np.concatenate([train_negatives, synthetic_negatives]),
+                          features.rows("train"), config.stage2(), progress)
     after = measure()
     guard = forgetting_guard(before["benchmark"], after["benchmark"], config.forgetting_tolerance)
     outcome = verdict(before["heldout_picks"], after["heldout_picks"], guard)
