@@ -49,3 +49,29 @@ def test_missing_pretrained_weights_fail_clearly():
         load_backbone(BackboneSpec("ViT-B-32", "laion2b_s34b_b79k"), "cpu")
     with pytest.raises(BackboneUnavailable, match="cannot load backbone"):
         load_backbone(BackboneSpec("ViT-B-32", "/nonexistent/weights.safetensors"), "cpu")
+
+
+def test_augmentation_crops_inside_the_image_and_mirrors_half_of_them():
+    import numpy as np
+
+    from training.pretrain_backbone import BackboneTrainConfig, augment
+
+    ramp = torch.linspace(-1, 1, 32)
+    pixels = torch.stack([ramp.expand(32, 32), ramp[:, None].expand(32, 32), torch.zeros(32, 32)])
+    batch = pixels.expand(64, 3, 32, 32).clone()
+    assert augment(batch, BackboneTrainConfig(), np.random.default_rng(0)) is batch
+
+    mirrored = augment(batch, BackboneTrainConfig(flip=True), np.random.default_rng(0))
+    same = (mirrored - batch).abs().amax((1, 2, 3)) < 1e-5
+    flipped = (mirrored - batch.flip(-1)).abs().amax((1, 2, 3)) < 1e-5
+    assert bool((same | flipped).all()) and 10 < int(flipped.sum()) < 54
+
+    config = BackboneTrainConfig(crop_scale=0.6, flip=True)
+    cropped = augment(batch, config, np.random.default_rng(1))
+    assert torch.equal(cropped, augment(batch, config, np.random.default_rng(1)))
+    assert cropped.shape == batch.shape
+    assert float(cropped.abs().max()) <= 1.0 + 1e-5
+    span_x = cropped[:, 0, 16].amax(-1) - cropped[:, 0, 16].amin(-1)
+    span_y = cropped[:, 1, :, 16].amax(-1) - cropped[:, 1, :, 16].amin(-1)
+    assert float(span_x.min()) > 2 * 0.6 and float(span_y.min()) > 2 * 0.6
+    assert float(torch.minimum(span_x, span_y).max()) < 2 * 0.999
