@@ -75,3 +75,13 @@ def test_augmentation_crops_inside_the_image_and_mirrors_half_of_them():
     span_y = cropped[:, 1, :, 16].amax(-1) - cropped[:, 1, :, 16].amin(-1)
     assert float(span_x.min()) > 2 * 0.6 and float(span_y.min()) > 2 * 0.6
     assert float(torch.minimum(span_x, span_y).max()) < 2 * 0.999
+
+
+def test_only_augmentation_that_is_on_renames_the_checkpoint():
+    from training.pretrain_backbone import BackboneTrainConfig
+
+    plain = BackboneTrainConfig(pairs=100_000)
+    assert plain.digest() == "3932350b6f73", "a recipe without augmentation must keep the name it had before"
+    names = {plain.digest(), BackboneTrainConfig(pairs=100_000, flip=True).digest(),
+             BackboneTrainConfig(pairs=100_000, crop_scale=0.8).digest()}
+    assert len(names) == 3

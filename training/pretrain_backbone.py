@@ -31,6 +31,9 @@ from training.world import ATTRIBUTES, VALUES, Combo, World, caption
 ATTRIBUTE_WORD_ORDER = ("colour", "pattern", "length", "sleeve", "neckline", "category")
 
 
+NO_AUGMENTATION = {("crop_scale", 1.0), ("flip", False)}
+
+
 @dataclass(frozen=True)
 class BackboneTrainConfig:
     """How the tiny backbone is trained; its hash names the checkpoint.
@@ -53,7 +56,9 @@ class BackboneTrainConfig:
     bf16: bool = True
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        """Names the checkpoint; augmentation left off stays out, so a recipe from before it keeps its name."""
+        fields = {k: v for k, v in asdict(self).items() if (k, v) not in NO_AUGMENTATION}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def backbone_dir(world: World, config: BackboneTrainConfig) -> Path:
