@@ -51,7 +51,7 @@ def test_missing_pretrained_weights_fail_clearly():
         load_backbone(BackboneSpec("ViT-B-32", "/nonexistent/weights.safetensors"), "cpu")
 
 
-def test_augmentation_crops_inside_the_image_and_mirrors_half_of_them():
+def test_augmentation_zooms_out_keeping_the_whole_photo_and_mirrors_half_of_them():
     import numpy as np
 
     from training.pretrain_backbone import BackboneTrainConfig, augment
@@ -66,15 +66,15 @@ def test_augmentation_crops_inside_the_image_and_mirrors_half_of_them():
     flipped = (mirrored - batch.flip(-1)).abs().amax((1, 2, 3)) < 1e-5
     assert bool((same | flipped).all()) and 10 < int(flipped.sum()) < 54
 
-    config = BackboneTrainConfig(crop_scale=0.6, flip=True)
-    cropped = augment(batch, config, np.random.default_rng(1))
-    assert torch.equal(cropped, augment(batch, config, np.random.default_rng(1)))
-    assert cropped.shape == batch.shape
-    assert float(cropped.abs().max()) <= 1.0 + 1e-5
-    span_x = cropped[:, 0, 16].amax(-1) - cropped[:, 0, 16].amin(-1)
-    span_y = cropped[:, 1, :, 16].amax(-1) - cropped[:, 1, :, 16].amin(-1)
-    assert float(span_x.min()) > 2 * 0.6 and float(span_y.min()) > 2 * 0.6
-    assert float(torch.minimum(span_x, span_y).max()) < 2 * 0.999
+    config = BackboneTrainConfig(zoom_out=1.5, flip=True)
+    zoomed = augment(batch, config, np.random.default_rng(1))
+    assert torch.equal(zoomed, augment(batch, config, np.random.default_rng(1)))
+    assert zoomed.shape == batch.shape
+    for channel in (0, 1):
+        values = zoomed[:, channel]
+        assert torch.allclose(values.amax((-2, -1)), torch.ones(64), atol=0.05), "the whole photo stays in view"
+        assert torch.allclose(values.amin((-2, -1)), -torch.ones(64), atol=0.05), "the whole photo stays in view"
+    assert int(((zoomed - batch).abs().amax((1, 2, 3)) > 0.05).sum()) > 48
 
 
 def test_only_augmentation_that_is_on_renames_the_checkpoint():
@@ -83,5 +83,5 @@ def test_only_augmentation_that_is_on_renames_the_checkpoint():
     plain = BackboneTrainConfig(pairs=100_000)
     assert plain.digest() == "3932350b6f73", "a recipe without augmentation must keep the name it had before"
     names = {plain.digest(), BackboneTrainConfig(pairs=100_000, flip=True).digest(),
-             BackboneTrainConfig(pairs=100_000, crop_scale=0.8).digest()}
+             BackboneTrainConfig(pairs=100_000, zoom_out=1.5).digest()}
     assert len(names) == 3

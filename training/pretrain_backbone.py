@@ -31,16 +31,17 @@ from training.world import ATTRIBUTES, VALUES, Combo, World, caption
 ATTRIBUTE_WORD_ORDER = ("colour", "pattern", "length", "sleeve", "neckline", "category")
 
 
-NO_AUGMENTATION = {("crop_scale", 1.0), ("flip", False)}
+NO_AUGMENTATION = {("zoom_out", 1.0), ("flip", False)}
 
 
 @dataclass(frozen=True)
 class BackboneTrainConfig:
     """How the tiny backbone is trained; its hash names the checkpoint.
 
-    ``crop_scale`` and ``flip`` augment each training image every time it is drawn: a random crop keeping at least
-    ``crop_scale`` of its area (1.0: none), resized back, and a mirror image half of the time. A few hundred photos
-    seen hundreds of times each are otherwise learnt by heart (``circhat build`` turns both on).
+    ``zoom_out`` and ``flip`` augment each training image every time it is drawn: it is seen through a window of
+    up to ``zoom_out`` times its area (1.0: none), at a random place, so the item shrinks and shifts but stays whole
+    (a crop could cut off a strap or a hem, the attributes themselves), and mirrored half of the time. A few hundred
+    photos seen hundreds of times each are otherwise learnt by heart (``circhat build`` turns both on).
     """
 
     model: str = DEMO_MODEL
@@ -50,7 +51,7 @@ class BackboneTrainConfig:
     weight_decay: float = 0.1
     warmup_share: float = 0.05
     full_caption_share: float = 0.5
-    crop_scale: float = 1.0
+    zoom_out: float = 1.0
     flip: bool = False
     seed: int = 0
     bf16: bool = True
@@ -121,15 +122,16 @@ CaptionSampler = Callable[[int, np.random.Generator], tuple[str, list[bool]]]
 
 
 def augment(pixels: torch.Tensor, config: BackboneTrainConfig, rng: np.random.Generator) -> torch.Tensor:
-    """``pixels`` (B, C, H, W) each randomly cropped (area share ``crop_scale``..1, aspect 4:5..5:4), resized back and
-    mirrored half of the time when ``config.flip``, in one resampling; unchanged when neither is asked for."""
-    if config.crop_scale >= 1.0 and not config.flip:
+    """``pixels`` (B, C, H, W) each seen through a random window of 1..``zoom_out`` times its area (aspect 4:5..5:4,
+    never narrower than the image, edge pixels beyond it) and mirrored half of the time when ``config.flip``, in one
+    resampling; unchanged when neither is asked for."""
+    if config.zoom_out <= 1.0 and not config.flip:
         return pixels
     n = len(pixels)
-    area = rng.uniform(config.crop_scale, 1.0, n)
-    aspect = np.exp(rng.uniform(np.log(0.8), np.log(1.25), n)) if config.crop_scale < 1.0 else np.ones(n)
-    width, height = np.minimum(1.0, np.sqrt(area * aspect)), np.minimum(1.0, np.sqrt(area / aspect))
-    centre_x, centre_y = rng.uniform(-1, 1, n) * (1 - width), rng.uniform(-1, 1, n) * (1 - height)
+    area = rng.uniform(1.0, max(1.0, config.zoom_out), n)
+    aspect = np.exp(rng.uniform(np.log(0.8), np.log(1.25), n)) if config.zoom_out > 1.0 else np.ones(n)
+    width, height = np.maximum(1.0, np.sqrt(area * aspect)), np.maximum(1.0, np.sqrt(area / aspect))
+    centre_x, centre_y = rng.uniform(-1, 1, n) * (width - 1), rng.uniform(-1, 1, n) * (height - 1)
     mirror = np.where(config.flip & (rng.random(n) < 0.5), -1.0, 1.0)
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0] = torch.from_numpy(width * mirror).float()
