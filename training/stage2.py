@@ -66,8 +66,6 @@ class Stage2Config:
 
     ``text_weight``: text-only triplets weigh as many image triplets, so a batch's text-only share is
     ``text_weight / (text_weight + image triplets)``: most of it with a hundred image triplets, a tenth with 5000.
-    Half of every batch at 5000 (``text_weight=5000``) changed 2-attribute held-out R@1 / R@10 by +1.6 / -0.2 (the
-    ``./run.sh bench`` of commit e0dc284; no longer part of the run).
     ``curriculum``: the share of the steps over which the most edits a drawn triplet may have rises from one to all.
     ``bf16``: autocast on a CUDA device; on a CPU the casts cost more than they save for a text tower this
     size (the demo's: 0.14 s a step with autocast, 0.12 s without, on 2 cores), so stage 2 runs in fp32 there.
