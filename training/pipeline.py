@@ -34,8 +34,8 @@ def demo_config(seed: int = 0, pairs: int = DEMO_PAIRS) -> BuildConfig:
     up within five minutes on two cores; ``python -m benchmarks.build`` measures what the demo serves. The demo
     world has image triplets enough: at 5000 of them, text-only ones move 2-attribute held-out R@1 by less than
     two points (BENCHMARKS.md's ablations), so it trains on its images alone. Its 8000 training photos are each seen
-    about six times at 50k pairs, nothing a shop's few hundred are learnt by heart at, and augmented at that budget
-    its backbone found held-out combinations less often (R@1 66.7 with crops and mirrors against 69.4)."""
+    about six times at 50k pairs, too few to be learnt by heart, and with crops and mirrors at that budget its
+    backbone found held-out combinations less often (R@1 66.7 against 69.4, in a one-off build)."""
     return BuildConfig(backbone=BackboneTrainConfig(pairs=pairs, seed=seed), triplets=DEMO_TRIPLETS, text_triplets=0,
                        seed=seed)
 
