@@ -55,7 +55,7 @@ def write_catalog(name: str, folder: Path) -> tuple[Path, Path, list[str]]:
         world = build_world(WorldConfig(seed=0, n_images=10_000), folder / "worlds")
         recipe = demo_config()
         return world.root, world.catalog_csv, ["--backbone-pairs", str(recipe.backbone.pairs), "--triplets",
-                                               str(recipe.triplets), "--text-triplets", str(recipe.text_triplets)]
+                                               str(recipe.triplets)]
     if name == "accessories-300":
         csv_path = write_accessories_catalog(folder / name, AccessoriesConfig(seed=0, n_products=SMALL_SHOP[name]),
                                              progress=True)

@@ -59,7 +59,6 @@ from training.triplets import Triplet
 STEP_FILE = "step.json"
 REPORT_FILE = "report.json"
 BACKBONE_DIR = "model"
-ZOOM_OUT = 1.5
 STEPS = ("backbone", "ingest", "stage 1", "stage 2", "evaluate", "sessions", "register")
 
 
@@ -67,8 +66,7 @@ STEPS = ("backbone", "ingest", "stage 1", "stage 2", "evaluate", "sessions", "re
 class BuildConfig:
     """Everything a build trains and measures; each step's part of it is in that step's cache digest."""
 
-    backbone: BackboneTrainConfig = field(default_factory=lambda: BackboneTrainConfig(
-        pairs=60_000, zoom_out=ZOOM_OUT, flip=True))
+    backbone: BackboneTrainConfig = field(default_factory=lambda: BackboneTrainConfig(pairs=60_000))
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
     triplets: int = 3000

@@ -27,15 +27,12 @@ DEMO_WORK = "build"
 
 
 def demo_config(seed: int = 0, pairs: int = DEMO_PAIRS) -> BuildConfig:
-    """The demo's recipe: the build defaults with its backbone budget, no augmentation, 5000 triplets and no
-    text-only ones.
+    """The demo's recipe: the build defaults with its backbone budget, 5000 triplets and no text-only ones.
 
     50k backbone pairs (not the composed-retrieval benchmark's 100k) so that a first ``circhat demo`` has its page
     up within five minutes on two cores; ``python -m benchmarks.build`` measures what the demo serves. The demo
-    world has image triplets enough: at 5000 of them, text-only ones move 2-attribute held-out R@1 by less than
-    two points (BENCHMARKS.md's ablations), so it trains on its images alone. Its 8000 training photos are each seen
-    about six times at 50k pairs, too few to be learnt by heart, and with crops and mirrors at that budget its
-    backbone found held-out combinations less often (R@1 66.7 against 69.4, in a one-off build)."""
+    world has image triplets enough: at 5000 of them, half of each batch given to text-only ones costs 2-attribute
+    held-out R@1 (86.8 -> 75.8 in BENCHMARKS.md's data-efficiency table), so it trains on its images alone."""
     return BuildConfig(backbone=BackboneTrainConfig(pairs=pairs, seed=seed), triplets=DEMO_TRIPLETS, text_triplets=0,
                        seed=seed)
 

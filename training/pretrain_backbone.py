@@ -41,7 +41,8 @@ class BackboneTrainConfig:
     ``zoom_out`` and ``flip`` augment each training image every time it is drawn: it is seen through a window of
     up to ``zoom_out`` times its area (1.0: none), at a random place, so the item shrinks and shifts but stays whole
     (a crop could cut off a strap or a hem, the attributes themselves), and mirrored half of the time. A few hundred
-    photos seen hundreds of times each are otherwise learnt by heart (``circhat build`` turns both on).
+    photos seen hundreds of times each are otherwise learnt by heart. Both are off by default and in every recipe
+    for now: they lifted small catalogs and slowed larger ones (docs/catalog.md has the figures).
     """
 
     model: str = DEMO_MODEL
