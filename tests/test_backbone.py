@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from retrieval.backbone import DEMO_MODEL, BackboneSpec, BackboneUnavailable, load_backbone
+from training.pretrain_backbone import BackboneTrainConfig, augment
 from training.world import Combo, caption
 
 
@@ -52,10 +54,6 @@ def test_missing_pretrained_weights_fail_clearly():
 
 
 def test_augmentation_zooms_out_keeping_the_whole_photo_and_mirrors_half_of_them():
-    import numpy as np
-
-    from training.pretrain_backbone import BackboneTrainConfig, augment
-
     ramp = torch.linspace(-1, 1, 32)
     pixels = torch.stack([ramp.expand(32, 32), ramp[:, None].expand(32, 32), torch.zeros(32, 32)])
     batch = pixels.expand(64, 3, 32, 32).clone()
@@ -78,8 +76,6 @@ def test_augmentation_zooms_out_keeping_the_whole_photo_and_mirrors_half_of_them
 
 
 def test_only_augmentation_that_is_on_renames_the_checkpoint():
-    from training.pretrain_backbone import BackboneTrainConfig
-
     plain = BackboneTrainConfig(pairs=100_000)
     assert plain.digest() == "3932350b6f73", "a recipe without augmentation must keep the name it had before"
     names = {plain.digest(), BackboneTrainConfig(pairs=100_000, flip=True).digest(),

@@ -29,8 +29,6 @@ from training.losses import multi_positive_infonce
 from training.world import ATTRIBUTES, VALUES, Combo, World, caption
 
 ATTRIBUTE_WORD_ORDER = ("colour", "pattern", "length", "sleeve", "neckline", "category")
-
-
 NO_AUGMENTATION = {("zoom_out", 1.0), ("flip", False)}
 
 
