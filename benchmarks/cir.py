@@ -140,10 +140,6 @@ def run_benchmark(config: BenchConfig, out_dir: Path, data_dir: Path | None = No
     ablations["stage 2 with a one-to-three-edit curriculum"] = score(
         ev.composed(bench.features, bench.stage2("edit curriculum", mapper, main_triplets,
                                                  replace(s2, curriculum=CURRICULUM))), bench.sets, bench.features)
-    ablations["stage 2 with text-only triplets in half of every batch"] = score(
-        ev.composed(bench.features, bench.stage2("text-only half of every batch", mapper, main_triplets,
-                                                 replace(s2, text_weight=config.main_triplets))),
-        bench.sets, bench.features)
     ablations["stage 2 without hard negatives"] = score(
         ev.composed(bench.features, bench.stage2("no hard negatives", mapper, main_triplets,
                                                  replace(s2, hard_negatives=0))), bench.sets, bench.features)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from retrieval.backbone import DEMO_MODEL, BackboneSpec, BackboneUnavailable, load_backbone
+from training.loop import bf16_autocast
 from training.pretrain_backbone import BackboneTrainConfig, augment
 from training.world import Combo, caption
 
@@ -81,3 +82,11 @@ def test_only_augmentation_that_is_on_renames_the_checkpoint():
     names = {plain.digest(), BackboneTrainConfig(pairs=100_000, flip=True).digest(),
              BackboneTrainConfig(pairs=100_000, zoom_out=1.5).digest()}
     assert len(names) == 3
+
+
+def test_training_on_a_cpu_runs_in_fp32_even_when_bf16_is_asked_for():
+    """A CPU without native bf16 ran a backbone step 11x slower under autocast; only CUDA casts."""
+    a, b = torch.randn(8, 8), torch.randn(8, 8)
+    with bf16_autocast(torch.device("cpu"), enabled=True):
+        product = a @ b
+    assert product.dtype == torch.float32

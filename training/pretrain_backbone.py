@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from retrieval.backbone import DEMO_MODEL, Backbone, BackboneSpec, load_backbone, save_backbone
 from training.catalog_labels import HELDOUT, TRAIN, LabelledCatalog, LabelSpace
-from training.loop import TrainingRun, train_steps
+from training.loop import TrainingRun, bf16_autocast, train_steps
 from training.losses import multi_positive_infonce
 from training.world import ATTRIBUTES, VALUES, Combo, World, caption
 
@@ -156,7 +156,7 @@ def fit_clip(model: torch.nn.Module, tokenizer, pixels: torch.Tensor, codes: tor
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                    {"params": rest, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.98))
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
+    autocast = bf16_autocast(device, config.bf16)
     batch = min(config.batch_size, len(pixels))
 
     def step_loss() -> torch.Tensor:

@@ -21,7 +21,7 @@ from retrieval.backbone import Backbone
 from retrieval.mapper import Mapper, MapperConfig
 from retrieval.pseudo_token import encode_text_with_pseudo_tokens, placeholder_token_id
 from training.features import FrozenFeatures
-from training.loop import TrainingRun, train_steps
+from training.loop import TrainingRun, bf16_autocast, train_steps
 from training.losses import multi_positive_infonce, soft_alignment_loss
 
 STAGE1_TEMPLATE = "a photo of *"
@@ -64,7 +64,7 @@ def train_stage1(backbone: Backbone, features: FrozenFeatures, rows: np.ndarray,
     placeholder = placeholder_token_id(backbone.tokenizer)
     template = backbone.tokenize([STAGE1_TEMPLATE] * config.batch_size)
     has_captions = features.captions is not None and config.soft_alignment
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
+    autocast = bf16_autocast(device, config.bf16)
 
     def step_loss() -> torch.Tensor:
         idx = rng.choice(rows, size=min(config.batch_size, len(rows)), replace=False)
