@@ -5,8 +5,9 @@ imports the generator. One build is run to the end, then the same build is SIGKI
 and rerun: the store rows, the model version and the report must be the same as an uninterrupted build's. The
 built catalog is then served with ``circhat serve --db`` and searched through the app's API.
 
-The budgets are small (a few thousand backbone pairs, tens of training steps), so the figures asserted here are
-coarse floors a broken pipeline would fail; the real figures are in BENCHMARKS.md (``python -m benchmarks.build``).
+The budgets are small (15k backbone pairs and 200 steps a stage for the full build, 4k and 40 for the killed
+ones), so the figures asserted here are coarse floors a broken pipeline would fail; the real figures are in
+BENCHMARKS.md (``python -m benchmarks.build``).
 """
 
 from __future__ import annotations
