@@ -76,6 +76,16 @@ def test_augmentation_zooms_out_keeping_the_whole_photo_and_mirrors_half_of_them
     assert int(((zoomed - batch).abs().amax((1, 2, 3)) > 0.05).sum()) > 48
 
 
+def test_the_build_zooms_out_and_mirrors_only_photos_it_sees_many_times():
+    rule = BackboneTrainConfig(pairs=60_000, augment_from_views=30)
+    small, large = rule.for_photos(240), rule.for_photos(8_000)
+    assert (small.zoom_out, small.flip) == (1.5, True)
+    assert (large.zoom_out, large.flip) == (1.0, False)
+    assert large.digest() == BackboneTrainConfig(pairs=60_000).digest(), "a large catalog trains as before"
+    assert small.digest() not in {large.digest(), rule.digest()}
+    assert BackboneTrainConfig(pairs=60_000).for_photos(10) == BackboneTrainConfig(pairs=60_000)
+
+
 def test_only_augmentation_that_is_on_renames_the_checkpoint():
     plain = BackboneTrainConfig(pairs=100_000)
     assert plain.digest() == "3932350b6f73", "a recipe without augmentation must keep the name it had before"

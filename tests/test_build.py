@@ -112,6 +112,8 @@ def test_build_reports_the_catalogs_own_model_against_the_baselines(built):
     assert report["catalog"]["heldout_labels"] > 0 and report["triplets"]["train"] == 1000
     assert report["triplets"]["text_only"] == BuildConfig().text_triplets > 0
     assert report["backbone"]["trained"] and report["version"] in built["outcome"]["versions"]
+    assert report["backbone"]["augmentation"] == {"zoom_out": 1.5, "flip": True}, report["backbone"]
+    assert "photos zoomed out up to 1.5x and mirrored" in built["stdout"]
     held = report["evaluation"]["2-attr held-out"]
     assert set(held) == {"image only", "text only", "image + text (sum)", "two-stage"}
     assert held["two-stage"]["queries"] >= 100

@@ -42,7 +42,7 @@ from retrieval.store import DEFAULT_TABLE, CatalogStore
 from training import evaluate as ev
 from training.catalog_labels import TRAIN, LabelledCatalog
 from training.features import FrozenFeatures
-from training.pretrain_backbone import BackboneTrainConfig, train_catalog_backbone
+from training.pretrain_backbone import SMALL_CATALOG_VIEWS, BackboneTrainConfig, train_catalog_backbone
 from training.registry import Registry, register_build
 from training.schema_triplets import evaluation_sets, make_catalog_text_triplets, make_catalog_triplets
 from training.simulated_customers import (
@@ -66,7 +66,8 @@ STEPS = ("backbone", "ingest", "stage 1", "stage 2", "evaluate", "sessions", "re
 class BuildConfig:
     """Everything a build trains and measures; each step's part of it is in that step's cache digest."""
 
-    backbone: BackboneTrainConfig = field(default_factory=lambda: BackboneTrainConfig(pairs=60_000))
+    backbone: BackboneTrainConfig = field(default_factory=lambda: BackboneTrainConfig(
+        pairs=60_000, augment_from_views=SMALL_CATALOG_VIEWS))
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
     triplets: int = 3000
@@ -106,14 +107,23 @@ class BuildReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def backbone_origin(self) -> str:
+        """Given, or trained here and with which augmentation, so a shop can tell why two builds differ."""
+        if not self.backbone["trained"]:
+            return "given"
+        augmentation = self.backbone.get("augmentation") or {}
+        if augmentation.get("zoom_out", 1.0) > 1.0 or augmentation.get("flip"):
+            return (f"trained on this catalog, photos zoomed out up to {augmentation['zoom_out']:g}x"
+                    f"{' and mirrored' if augmentation['flip'] else ''}")
+        return "trained on this catalog"
+
     def summary(self) -> str:
         """The closing lines a shop reads: what was built, how it scored against the baselines, how long it took."""
         c = self.catalog
         lines = [f"built {c['items']} items ({c['labels']} attribute combinations, {c['heldout_labels']} held out) "
                  f"from {c['metadata'] or c['folder']}",
                  f"  attributes: {', '.join(c['attributes'])}",
-                 f"  backbone: {self.backbone['spec']} "
-                 f"({'trained on this catalog' if self.backbone['trained'] else 'given'})",
+                 f"  backbone: {self.backbone['spec']} ({self.backbone_origin()})",
                  f"  triplets: {self.triplets['train']} synthetic from the catalog's images and "
                  f"{self.triplets.get('text_only', 0)} text-only from its schema for stage 2",
                  "  held-out R@1 / R@10:"]
@@ -416,7 +426,9 @@ class CatalogBuild:
                      "format": self.catalog.format, **labels.summary(), "attributes": list(labels.space.attributes),
                      "failures": len(self.ingest_report.failures)},
             backbone={"spec": spec.describe(), "identity": backbone.identity, "trained": self.trained_backbone,
-                      "heldout_text_to_image": self.backbone_metrics.get("heldout_text_to_image")},
+                      "heldout_text_to_image": self.backbone_metrics.get("heldout_text_to_image"),
+                      "augmentation": {k: self.backbone_metrics["config"][k] for k in ("zoom_out", "flip")}
+                      if self.trained_backbone else None},
             triplets={"train": sum(not t.text_only for t in triplets), "text_only": sum(t.text_only for t in triplets),
                       **triplet_counts([t for t in triplets if not t.text_only]),
                       "heldout_queries": {name: next(iter(m.values()))["queries"] for name, m in evaluation.items()}},

@@ -10,12 +10,11 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from retrieval.store import DEFAULT_TABLE
 from training.build import BuildConfig, BuildReport, CatalogBuild
-from training.pretrain_backbone import BackboneTrainConfig
 from training.registry import Registry
 from training.simulated_customers import ShopAssistantFactory
 from training.world import World, WorldConfig, build_world, world_dir
@@ -34,8 +33,8 @@ def demo_config(seed: int = 0, pairs: int = DEMO_PAIRS) -> BuildConfig:
     move 2-attribute held-out R@1 by less than two points (``Stage2Config``), so it trains on its images alone.
     ``python -m benchmarks.build``'s demo row adds 20,000 text-only triplets, so it is close to what the demo
     serves, not the same."""
-    return BuildConfig(backbone=BackboneTrainConfig(pairs=pairs, seed=seed), triplets=DEMO_TRIPLETS, text_triplets=0,
-                       seed=seed)
+    return BuildConfig(backbone=replace(BuildConfig().backbone, pairs=pairs, seed=seed), triplets=DEMO_TRIPLETS,
+                       text_triplets=0, seed=seed)
 
 
 @dataclass

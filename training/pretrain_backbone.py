@@ -12,7 +12,7 @@ import json
 import math
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,9 @@ from training.losses import multi_positive_infonce
 from training.world import ATTRIBUTES, VALUES, Combo, World, caption
 
 ATTRIBUTE_WORD_ORDER = ("colour", "pattern", "length", "sleeve", "neckline", "category")
-NO_AUGMENTATION = {("zoom_out", 1.0), ("flip", False)}
+NO_AUGMENTATION = {("zoom_out", 1.0), ("flip", False), ("augment_from_views", None)}
+SMALL_CATALOG_ZOOM_OUT = 1.5
+SMALL_CATALOG_VIEWS = 30.0
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,11 @@ class BackboneTrainConfig:
 
     ``zoom_out`` and ``flip`` augment each training image every time it is drawn: it is seen through a window of
     up to ``zoom_out`` times its area (1.0: none), at a random place, so the item shrinks and shifts but stays whole
-    (a crop could cut off a strap or a hem, the attributes themselves), and mirrored half of the time. A few hundred
-    photos seen hundreds of times each are otherwise learnt by heart. Both are off by default and in every recipe
-    for now: they lifted small catalogs and slowed larger ones (docs/catalog.md has the figures).
+    (a crop could cut off the strap or hem a caption names), and mirrored half of the time. A few hundred photos
+    seen hundreds of times each are otherwise learnt by heart, while a large catalog learns more slowly with them
+    at the same budget; ``augment_from_views`` turns on ``SMALL_CATALOG_ZOOM_OUT`` with mirrors when ``pairs`` per
+    training photo reach it (``for_photos``), which is how ``circhat build`` trains (docs/catalog.md has the
+    figures). Off by default.
     """
 
     model: str = DEMO_MODEL
@@ -52,8 +56,16 @@ class BackboneTrainConfig:
     full_caption_share: float = 0.5
     zoom_out: float = 1.0
     flip: bool = False
+    augment_from_views: float | None = None
     seed: int = 0
     bf16: bool = True
+
+    def for_photos(self, photos: int) -> BackboneTrainConfig:
+        """The recipe for ``photos`` training photos: zoom-out and mirrors turned on when each photo would be seen at
+        least ``augment_from_views`` times, and the rule itself resolved away."""
+        if self.augment_from_views is None or self.pairs < self.augment_from_views * photos:
+            return replace(self, augment_from_views=None)
+        return replace(self, zoom_out=max(self.zoom_out, SMALL_CATALOG_ZOOM_OUT), flip=True, augment_from_views=None)
 
     def digest(self) -> str:
         """Names the checkpoint; augmentation left off stays out, so a recipe from before it keeps its name."""
@@ -210,9 +222,10 @@ def train_backbone(world: World, config: BackboneTrainConfig = BackboneTrainConf
                    out_dir: Path | None = None, progress: bool = True) -> tuple[BackboneSpec, dict]:
     """Train the demo CLIP on the world's training split and save it as an open_clip local-dir."""
     out_dir = Path(out_dir or backbone_dir(world, config))
+    train_rows = torch.tensor([i for i, it in enumerate(world.items) if it.split == "train"])
+    config = config.for_photos(len(train_rows))
     model, preprocess, tokenizer = new_model(config)
     all_pixels = load_pixels([str(world.image_path(it)) for it in world.items], preprocess, progress)
-    train_rows = torch.tensor([i for i, it in enumerate(world.items) if it.split == "train"])
     combos = [world.items[i].combo for i in train_rows.tolist()]
     run = fit_clip(model, tokenizer, all_pixels[train_rows], combo_codes(combos),
                        lambda i, rng: partial_caption(combos[i], rng, config.full_caption_share), config, progress)
@@ -253,16 +266,13 @@ def partial_label_caption(space: LabelSpace, values: dict[str, str], rng: np.ran
     return space.caption({a: values[a] for a in named}), [a in named for a in space.attributes]
 
 
-def catalog_backbone_dir(root: Path, fingerprint: str, config: BackboneTrainConfig) -> Path:
-    return Path(root) / f"backbone-{fingerprint[:12]}-{config.digest()}"
-
-
 def train_catalog_backbone(catalog: LabelledCatalog, config: BackboneTrainConfig, out_dir: Path,
                            progress: bool = True) -> tuple[BackboneSpec, dict]:
     """Train the tiny CLIP on a shop catalog's training images with captions made from its metadata."""
+    train = catalog.rows(TRAIN)
+    config = config.for_photos(len(train))
     model, preprocess, tokenizer = new_model(config)
     all_pixels = load_pixels(catalog.paths, preprocess, progress)
-    train = catalog.rows(TRAIN)
     values = [catalog.values[r] for r in train.tolist()]
     run = fit_clip(model, tokenizer, all_pixels[torch.from_numpy(train)], label_codes(catalog, train),
                        lambda i, rng: partial_label_caption(catalog.space, values[i], rng, config.full_caption_share),

@@ -48,6 +48,9 @@ def build_command(
     encoding: Annotated[str | None, typer.Option(help="Text encoding of the metadata file.")] = None,
     backbone_pairs: Annotated[int | None, typer.Option(help="Image-caption pairs the tiny backbone trains on.")
                               ] = None,
+    augment_from_views: Annotated[float | None, typer.Option(
+        help="Zoom out and mirror the tiny backbone's photos when it would see each at least this many times (0: "
+             "always) [default: the build's, in docs/catalog.md].")] = None,
     triplets: Annotated[int | None, typer.Option(help="Synthetic triplets from pairs of the catalog's items.")
                         ] = None,
     text_triplets: Annotated[int | None, typer.Option(help="Text-only triplets from the schema alone (0: none).")
@@ -85,6 +88,8 @@ def build_command(
     config = BuildConfig(seed=seed)
     if backbone_pairs is not None:
         config = replace(config, backbone=replace(config.backbone, pairs=backbone_pairs, seed=seed))
+    if augment_from_views is not None:
+        config = replace(config, backbone=replace(config.backbone, augment_from_views=augment_from_views))
     if triplets is not None:
         config = replace(config, triplets=triplets)
     if text_triplets is not None:
