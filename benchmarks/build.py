@@ -33,6 +33,7 @@ import typer
 
 from benchmarks.report import main as render_report
 from training.accessories_world import AccessoriesConfig, write_accessories_catalog
+from training.build import backbone_origin
 from training.pipeline import demo_config
 from training.world import WorldConfig, build_world
 
@@ -99,7 +100,8 @@ def markdown(results: dict[str, dict]) -> str:
                   "text-only", "",
                   f"Attributes: {', '.join(c['attributes'])}. Backbone held-out text→image R@1/R@10: "
                   f"{report['backbone']['heldout_text_to_image']['R@1']:.1f} / "
-                  f"{report['backbone']['heldout_text_to_image']['R@10']:.1f}.", "",
+                  f"{report['backbone']['heldout_text_to_image']['R@10']:.1f} ({backbone_origin(report['backbone'])}).",
+                  "",
                   "| query set | " + " | ".join(f"{m} R@1 / R@10" for m in report["evaluation"][HEADLINE]) + " |",
                   "|---|" + "---|" * len(report["evaluation"][HEADLINE])]
         for set_name, methods in report["evaluation"].items():

@@ -89,6 +89,17 @@ class StepRecord:
     seconds: float
 
 
+def backbone_origin(backbone: dict[str, Any]) -> str:
+    """A report's backbone as given, or trained here and with which augmentation, so two builds can be told apart."""
+    if not backbone["trained"]:
+        return "given"
+    augmentation = backbone.get("augmentation") or {}
+    if augmentation.get("zoom_out", 1.0) > 1.0 or augmentation.get("flip"):
+        return (f"trained on this catalog, photos zoomed out up to {augmentation['zoom_out']:g}x"
+                f"{' and mirrored' if augmentation['flip'] else ''}")
+    return "trained on this catalog"
+
+
 @dataclass
 class BuildReport:
     """What ``circhat build`` did and measured; ``to_dict`` is ``report.json``."""
@@ -107,23 +118,13 @@ class BuildReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def backbone_origin(self) -> str:
-        """Given, or trained here and with which augmentation, so a shop can tell why two builds differ."""
-        if not self.backbone["trained"]:
-            return "given"
-        augmentation = self.backbone.get("augmentation") or {}
-        if augmentation.get("zoom_out", 1.0) > 1.0 or augmentation.get("flip"):
-            return (f"trained on this catalog, photos zoomed out up to {augmentation['zoom_out']:g}x"
-                    f"{' and mirrored' if augmentation['flip'] else ''}")
-        return "trained on this catalog"
-
     def summary(self) -> str:
         """The closing lines a shop reads: what was built, how it scored against the baselines, how long it took."""
         c = self.catalog
         lines = [f"built {c['items']} items ({c['labels']} attribute combinations, {c['heldout_labels']} held out) "
                  f"from {c['metadata'] or c['folder']}",
                  f"  attributes: {', '.join(c['attributes'])}",
-                 f"  backbone: {self.backbone['spec']} ({self.backbone_origin()})",
+                 f"  backbone: {self.backbone['spec']} ({backbone_origin(self.backbone)})",
                  f"  triplets: {self.triplets['train']} synthetic from the catalog's images and "
                  f"{self.triplets.get('text_only', 0)} text-only from its schema for stage 2",
                  "  held-out R@1 / R@10:"]
