@@ -136,6 +136,23 @@ def test_a_rerun_trains_nothing(built):
     assert again["report"] == built["outcome"]["report"]
 
 
+def test_a_build_with_another_backbone_re_embeds_its_catalog(built, tmp_path):
+    """A changed backbone recipe retrains the backbone; the build re-embeds the table the first build filled
+    (instead of refusing it as another backbone's) and serves a new version."""
+    db, home = tmp_path / "catalog.lancedb", tmp_path / "home"
+    shutil.copytree(built["db"], db)
+    shutil.copytree(Path(str(built["db"]) + ".build"), Path(str(db) + ".build"))
+    shutil.copytree(built["home"], home)
+    first = CatalogStore.open(db).identity
+    done = subprocess.run(build_command(built["shop"], db, KILL_BUDGET), cwd=ROOT, env=build_env(home),
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((Path(str(db) + ".build") / "catalog" / "report.json").read_text())
+    assert CatalogStore.open(db).identity == report["backbone"]["identity"] != first
+    assert report["version"] != built["outcome"]["report"]["version"]
+    assert json.loads((home / "models" / "active.json").read_text()) != built["outcome"]["active"]
+
+
 def test_sigkill_at_random_steps_then_rerun_gives_the_same_build(tmp_path):
     """Killed (SIGKILL) twice at seeded-random steps and rerun, a build ends with the same store rows, model
     version and report as the same build run without interruption."""

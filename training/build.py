@@ -310,7 +310,10 @@ class CatalogBuild:
         self.backbone_metrics: dict[str, Any] = {}
 
     def prepare(self) -> CatalogStore:
-        """Read the metadata, get the backbone (training the tiny one if asked), ingest; returns the store."""
+        """Read the metadata, get the backbone (training the tiny one if asked), ingest; returns the store.
+
+        The build owns its table: one embedded by another backbone, or with other columns, is re-embedded (a
+        retrained backbone or an edited schema), never refused; unchanged rows are kept as they are."""
         torch.manual_seed(self.config.seed)
         config, say = self.config, self.say
         self.catalog = read_catalog(self.folder, self.metadata, self.format, self.encoding)
@@ -339,7 +342,7 @@ class CatalogBuild:
         say(f"      {self.spec.describe()} ({self.backbone.identity})")
         self.ingest_report = self.steps.timed("ingest", lambda: ingest(
             self.folder, self.backbone, self.db, self.table, self.metadata, format=self.format,
-            encoding=self.encoding, progress=self.progress))
+            encoding=self.encoding, reembed=True, progress=self.progress))
         report = self.ingest_report
         say(f"      {report.rows} rows in {self.db} (added {report.added}, updated {report.updated}, unchanged "
             f"{report.unchanged}; {len(report.failures)} rows skipped or failed)")
